@@ -1,0 +1,42 @@
+# One target per habit: `make demo`, `make test`, `make lint`, `make bench`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the tests run for real; `make test` installs the missing ones when it runs as root.
+TEST_DEBS := mosquitto mosquitto-clients postgresql victoria-metrics chromium
+DEMO_DEBS := mosquitto
+
+.PHONY: demo test lint bench install debs-test debs-demo clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+debs-test:
+	@scripts/ensure-debs $(TEST_DEBS)
+
+debs-demo:
+	@scripts/ensure-debs --demo $(DEMO_DEBS)
+
+demo: install debs-demo
+	$(BIN)/lokalnie demo
+
+test: install debs-test
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install debs-test
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""What every part of lokalnie shares: the wire contract, the clock, the site files and logging."""

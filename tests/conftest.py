@@ -1,0 +1,46 @@
+"""Shared fixtures: real servers started once per session, fresh databases per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+REPO = Path(__file__).resolve().parent.parent
+SITES_DIR = REPO / "firmware-config" / "sites"
+PROFILES_DIR = REPO / "firmware-config" / "profiles"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Broker]:
+    """One real Mosquitto for the session; tests keep apart by their own client ids and school ids."""
+    with servers.mosquitto(tmp_path_factory.mktemp("mosquitto")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Postgres]:
+    with servers.postgres(tmp_path_factory.mktemp("postgres")) as running:
+        yield running
+
+
+_database_counter = iter(range(1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new empty database for one test, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lokalnie.db'}"
+    server: servers.Postgres = request.getfixturevalue("postgres_server")
+    import sqlalchemy
+
+    name = f"test_{next(_database_counter)}"
+    admin = sqlalchemy.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return server.url.rsplit("/", 1)[0] + f"/{name}"

@@ -1,0 +1,168 @@
+"""Real servers for the integration tests, each on a free loopback port in its own temporary directory.
+
+Every function here starts a real program from the Debian packages (``make test`` installs them), waits
+until it answers, and is used as a context manager that stops the program and everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server on port {port} exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout_s} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Stop a process and its process group: SIGTERM, then SIGKILL if it does not go in time."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout_s)
+
+
+def start(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a program in its own process group with output to ``log_path``."""
+    log = log_path.open("ab")
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+
+def require(program: str) -> str:
+    """The path of a program the tests need; fail with the command that installs it."""
+    found = shutil.which(program) or next(
+        (str(path) for path in Path("/usr/lib/postgresql").glob(f"*/bin/{program}")), None
+    )
+    if found is None:
+        raise RuntimeError(f"{program} is not installed; run 'make test' (it installs the Debian packages)")
+    return found
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def mosquitto_config(port: int, directory: Path, extra: str = "") -> str:
+    """A Mosquitto configuration for tests: one loopback listener, no persistence, unbounded queues."""
+    return (
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "persistence false\n"
+        "max_queued_messages 0\n"
+        "max_inflight_messages 0\n"
+        f"log_dest file {directory / 'mosquitto.log'}\n"
+        "log_type error\nlog_type warning\nlog_type notice\n" + extra
+    )
+
+
+@contextlib.contextmanager
+def mosquitto(directory: Path, config: str | None = None, port: int | None = None) -> Iterator[Broker]:
+    """A real Mosquitto broker on loopback."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    config_path = directory / "mosquitto.conf"
+    config_path.write_text(config or mosquitto_config(port, directory))
+    process = start([require("mosquitto"), "-c", str(config_path)], directory / "mosquitto.out")
+    try:
+        wait_for_port(port, process=process)
+        yield Broker("127.0.0.1", port, directory)
+    finally:
+        stop_process(process)
+
+
+@dataclass(frozen=True)
+class Postgres:
+    port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://lokalnie:lokalnie@127.0.0.1:{self.port}/lokalnie"
+
+
+def _as_postgres_user() -> list[str]:
+    # initdb and postgres refuse to run as root.
+    if os.geteuid() != 0:
+        return []
+    pwd.getpwnam("postgres")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@contextlib.contextmanager
+def postgres(directory: Path) -> Iterator[Postgres]:
+    """A real PostgreSQL cluster on loopback with a database and user ``lokalnie`` (password ``lokalnie``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "data"
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    prefix = _as_postgres_user()
+    password_file = directory / "password"
+    password_file.write_text("lokalnie\n")
+    if os.geteuid() == 0:
+        shutil.chown(password_file, "postgres")
+    subprocess.run(
+        [*prefix, require("initdb"), "-D", str(data), "-U", "lokalnie", "--pwfile", str(password_file),
+         "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
+        check=True, capture_output=True,
+    )
+    port = free_port()
+    process = start(
+        [*prefix, require("postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+         "-k", str(directory), "-c", "fsync=off", "-c", "synchronous_commit=off",
+         "-c", "full_page_writes=off", "-c", "max_connections=60"],
+        directory / "postgres.log",
+    )
+    try:
+        wait_for_port(port, process=process)
+        env = {**os.environ, "PGPASSWORD": "lokalnie"}
+        for _ in range(50):
+            done = subprocess.run(
+                [require("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "lokalnie", "-d", "postgres",
+                 "-c", "CREATE DATABASE lokalnie"],
+                env=env, capture_output=True,
+            )
+            if done.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"could not create the test database: {done.stderr.decode()}")
+        yield Postgres(port, directory)
+    finally:
+        stop_process(process)
