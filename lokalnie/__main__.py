@@ -1,0 +1,5 @@
+"""`python -m lokalnie`: the same program as the `lokalnie` command."""
+
+from lokalnie.cli import app
+
+app()

@@ -1,0 +1,53 @@
+"""`lokalnie`: one command-line program with a subcommand per role.
+
+Each role lives in its own package and may be installed alone (a school's Raspberry Pi installs only the
+``edge`` extra), so a role's commands are registered only when its package can be imported; otherwise the
+command explains which extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    help="lokalnie: school PV telemetry, energy balancing and services for Zduńska Wola.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _missing(command: str, extra: str, error: ImportError) -> Callable[[], None]:
+    def explain() -> None:
+        typer.echo(f"'lokalnie {command}' needs the {extra} extra: pip install 'lokalnie[{extra}]' ({error})", err=True)
+        raise typer.Exit(2)
+
+    explain.__doc__ = f"(not installed: pip install 'lokalnie[{extra}]')"
+    return explain
+
+
+def _command(name: str, module: str, attribute: str, extra: str) -> None:
+    try:
+        function: Any = getattr(importlib.import_module(module), attribute)
+    except ImportError as error:
+        function = _missing(name, extra, error)
+    app.command(name)(function)
+
+
+def _group(name: str, module: str, extra: str) -> None:
+    try:
+        group: typer.Typer = importlib.import_module(module).app
+    except ImportError as error:
+        app.command(name)(_missing(name, extra, error))
+        return
+    app.add_typer(group, name=name)
+
+
+_group("edge", "edge.cli", "edge")
+_command("sim", "simulators.cli", "sim_command", "sim")
+_command("ingest", "cloud.cli", "ingest_command", "cloud")
+_command("api", "cloud.cli", "api_command", "cloud")
+_command("demo", "lokalnie.demo", "demo_command", "dev")

@@ -1,0 +1,101 @@
+"""Register profiles load and validate; read plans merge fields into few requests within the device's limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.config import ConfigError
+from edge.modbus.decode import DataType
+from edge.modbus.plan import plan_reads
+from edge.modbus.profiles import AddressRange, Function, RegisterField, load_profile
+from tests.conftest import PROFILES_DIR
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in PROFILES_DIR.glob("*.yaml")))
+def test_shipped_profiles_load(name: str) -> None:
+    profile = load_profile(PROFILES_DIR, name)
+    assert profile.published
+
+
+def test_shipped_profiles_need_two_requests_each() -> None:
+    for name, expected in (("sunspec-inverter", 1), ("eastron-sdm630", 2)):
+        profile = load_profile(PROFILES_DIR, name)
+        plan = plan_reads(profile.fields, profile.max_registers_per_request, profile.max_gap_registers)
+        assert len(plan) == expected, name
+
+
+def _write(tmp_path: Path, name: str, body: str) -> Path:
+    (tmp_path / f"{name}.yaml").write_text(body)
+    return tmp_path
+
+
+def test_unknown_profile_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"profile 'nope' does not exist .*known profiles: eastron-sdm630"):
+        load_profile(PROFILES_DIR, "nope")
+
+
+@pytest.mark.parametrize(
+    ("field_yaml", "message"),
+    [
+        ("{name: w, address: 70000, type: u16}", r"field 'fields.0.address'"),
+        ("{name: w, address: 1, type: u17}", r"field 'fields.0.type'"),
+        ("{name: w, address: 1, type: string}", r"needs a length"),
+        ("{name: w, address: 1, type: s16, scale_factor: nope}", r"scale_factor 'nope' is no field"),
+    ],
+)
+def test_bad_profiles_name_the_field(tmp_path: Path, field_yaml: str, message: str) -> None:
+    body = f"name: bad\ndescription: x\nkind: grid_meter\nsource: x\nfields:\n  - {field_yaml}\n"
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_profile(_write(tmp_path, "bad", body), "bad")
+    assert "bad.yaml" in str(raised.value)
+
+
+def field(address: int, data_type: DataType = DataType.U16, function: Function = Function.HOLDING) -> RegisterField:
+    return RegisterField(name=f"f{address}_{function.value}", function=function, address=address, type=data_type)
+
+
+fields_strategy = st.lists(
+    st.builds(
+        field,
+        st.integers(0, 2000),
+        st.sampled_from([DataType.U16, DataType.U32, DataType.F32, DataType.U64]),
+        st.sampled_from(list(Function)),
+    ),
+    min_size=1,
+    max_size=40,
+    unique_by=lambda f: f.name,
+)
+
+
+@given(fields_strategy, st.integers(1, 125), st.integers(0, 50))
+def test_plan_covers_every_field_within_limits(fields: list[RegisterField], max_registers: int, max_gap: int) -> None:
+    fields = [f for f in fields if f.registers <= max_registers]
+    blocks = plan_reads(fields, max_registers, max_gap)
+    carried = [f.name for block in blocks for f in block.fields]
+    assert sorted(carried) == sorted(f.name for f in fields)
+    for block in blocks:
+        assert block.count <= max_registers
+        for f in block.fields:
+            assert f.function == block.function
+            assert block.address <= f.address and f.end <= block.address + block.count
+    assert len(blocks) <= len(fields)
+
+
+@given(fields_strategy, st.integers(0, 2000), st.integers(1, 50))
+def test_plan_never_reads_unreadable_registers(fields: list[RegisterField], start: int, size: int) -> None:
+    blocked = [AddressRange(function=Function.HOLDING, start=start, end=start + size)]
+    fields = [f for f in fields if not (f.function == Function.HOLDING and f.address < start + size and start < f.end)]
+    for block in plan_reads(fields, 125, 50, blocked):
+        if block.function == Function.HOLDING:
+            assert block.address + block.count <= start or start + size <= block.address
+
+
+def test_gaps_are_bridged_up_to_the_limit() -> None:
+    fields = [field(0), field(10), field(30)]
+    assert [(b.address, b.count) for b in plan_reads(fields, 125, 9)] == [(0, 11), (30, 1)]
+    assert [(b.address, b.count) for b in plan_reads(fields, 125, 19)] == [(0, 31)]
+    assert len(plan_reads(fields, 125, 8)) == 3
