@@ -1,0 +1,1 @@
+"""The relational store: ORM models, engines, migrations and the register of schools."""

@@ -1,0 +1,144 @@
+"""The relational store's tables as SQLAlchemy 2 typed ORM models.
+
+Times are epoch milliseconds, UTC, in 64-bit integers (``..._ms``); energies are Wh. These classes are the
+database's shape only: the API answers with its own pydantic models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so that migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+DEAD_LETTER_PAYLOAD_BYTES = 4096
+DEAD_LETTER_REASON_CHARS = 1000
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class School(Base):
+    """A school or kindergarten of the programme, upserted from its site file at start."""
+
+    __tablename__ = "schools"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(200))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    pv_kwp: Mapped[float] = mapped_column(Float)
+    pupils: Mapped[int] = mapped_column(Integer)
+
+
+class Device(Base):
+    """A device a school's site file lists, so that the live view knows what to look for."""
+
+    __tablename__ = "devices"
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+
+
+class Sample(Base):
+    """Everything one poll read from one device; ``(school_id, stream, seq)`` is the edge outbox's row."""
+
+    __tablename__ = "samples"
+    __table_args__ = (
+        UniqueConstraint("school_id", "stream", "seq"),
+        Index("ix_samples_school_device_ts", "school_id", "device_id", "ts_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"))
+    stream: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    device_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    backfill: Mapped[bool] = mapped_column(Boolean)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class CounterReading(Base):
+    """One reading of a cumulative energy counter (a device kind's `common.wire.COUNTERS`)."""
+
+    __tablename__ = "counter_readings"
+    __table_args__ = (Index("ix_counter_readings_school_ts", "school_id", "ts_ms"),)
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[str] = mapped_column(String(48), primary_key=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The device kind, which says what the counter measures (PV yield, grid import or export).
+    kind: Mapped[str] = mapped_column(String(32))
+    value_wh: Mapped[float] = mapped_column(Float)
+
+
+class Interval(Base):
+    """A school's energies over one 15-minute interval aligned to UTC quarter hours."""
+
+    __tablename__ = "intervals"
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    pv_wh: Mapped[float] = mapped_column(Float)
+    import_wh: Mapped[float] = mapped_column(Float)
+    export_wh: Mapped[float] = mapped_column(Float)
+    # pv + import - export
+    consumption_wh: Mapped[float] = mapped_column(Float)
+    # True once every counter of the school has samples at or beyond both boundaries.
+    complete: Mapped[bool] = mapped_column(Boolean)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Link(Base):
+    """Whether a school's edge agent is connected to the broker, from its retained status message."""
+
+    __tablename__ = "links"
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeadLetter(Base):
+    """A message, or one sample of it, that the ingest refused, with the reason."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_received", "received_ms"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    topic: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(String(DEAD_LETTER_REASON_CHARS))
+    # The first DEAD_LETTER_PAYLOAD_BYTES of the payload, and its full size.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_bytes: Mapped[int] = mapped_column(Integer)
