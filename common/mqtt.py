@@ -14,6 +14,7 @@ from common.broker import BrokerAddress
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.properties import Properties
 
 KEEPALIVE_S = 30
 RECONNECT_MIN_S = 1
@@ -32,9 +33,10 @@ def make_client(
     ``will`` is (topic, payload, qos, retain), published by the broker if the client dies.
     """
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
@@ -56,11 +58,11 @@ def make_client(
     return client
 
 
-def connect_properties(session_expiry_s: int) -> mqtt.Properties:
+def connect_properties(session_expiry_s: int) -> Properties:
     """CONNECT properties: how long the broker keeps the session (and its queued QoS 1 messages)."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    properties = Properties(PacketTypes.CONNECT)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = session_expiry_s
     return properties

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Literal[1] = 1
 TOPIC_ROOT = "lokalnie/v1"
 
 # QoS 1 everywhere: at-least-once, with duplicates removed by the cloud.

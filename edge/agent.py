@@ -66,7 +66,10 @@ class EdgeAgent:
         publisher.start()
         log.info(
             "school %s: polling %d devices every %d s; %d samples waiting in the outbox",
-            self.site.id, len(self.pollers), self.site.poll_period_s, self.outbox.count(),
+            self.site.id,
+            len(self.pollers),
+            self.site.poll_period_s,
+            self.outbox.count(),
         )
         sending = asyncio.create_task(publisher.run(stop))
         try:

@@ -27,7 +27,8 @@ def run(
         str, typer.Option(envvar="MQTT_URL", help="Broker URL, mqtt[s]://user:password@host:port.")
     ] = DEFAULT_BROKER_URL,
     ca_file: Annotated[
-        Path | None, typer.Option(envvar="MQTT_CA_FILE", help="CA certificate that signed the broker's (TLS).")
+        Path | None,
+        typer.Option(envvar="MQTT_CA_FILE", help="CA certificate that signed the broker's (TLS)."),
     ] = None,
     outbox: Annotated[
         Path | None,
@@ -35,7 +36,9 @@ def run(
     ] = None,
     profiles: Annotated[
         Path | None,
-        typer.Option(envvar="LOKALNIE_PROFILES_DIR", help="Register profiles. Default: profiles/ beside sites/."),
+        typer.Option(
+            envvar="LOKALNIE_PROFILES_DIR", help="Register profiles. Default: profiles/ beside sites/."
+        ),
     ] = None,
 ) -> None:
     """Run the agent of one school until SIGINT or SIGTERM. The clock comes from LOKALNIE_CLOCK."""

@@ -38,11 +38,16 @@ class DevicePoller:
             if isinstance(answer, DeviceRefusal):
                 log.warning(
                     "%s refused registers %d..%d with Modbus exception %d",
-                    self.device.id, block.address, block.address + block.count - 1, answer.exception_code,
+                    self.device.id,
+                    block.address,
+                    block.address + block.count - 1,
+                    answer.exception_code,
                 )
             for field in block.fields:
                 offset = field.address - block.address
-                raw[field.name] = None if isinstance(answer, DeviceRefusal) else answer[offset : offset + field.registers]
+                raw[field.name] = (
+                    None if isinstance(answer, DeviceRefusal) else answer[offset : offset + field.registers]
+                )
         return decode_fields(self.profile, raw)
 
 

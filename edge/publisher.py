@@ -82,7 +82,9 @@ class Publisher:
 
     def start(self) -> None:
         """Connect in the background; paho keeps retrying until the broker answers."""
-        self._client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S, clean_start=True)
+        self._client.connect_async(
+            self.broker.host, self.broker.port, keepalive=KEEPALIVE_S, clean_start=True
+        )
         self._client.loop_start()
 
     def wake(self) -> None:
@@ -120,12 +122,18 @@ class Publisher:
     def _batch(self, rows: list[StoredSample]) -> TelemetryBatch:
         now_ms = self.clock.now_ms()
         samples = [
-            Sample(seq=row.id, device=row.device, kind=DeviceKind(row.kind), ts_ms=row.ts_ms, values=row.values)
+            Sample(
+                seq=row.id, device=row.device, kind=DeviceKind(row.kind), ts_ms=row.ts_ms, values=row.values
+            )
             for row in rows
         ]
         backfill = now_ms - rows[0].ts_ms > self.backfill_after_ms
         return TelemetryBatch(
-            school=self.school_id, stream=self.outbox.stream, backfill=backfill, sent_ms=now_ms, samples=samples
+            school=self.school_id,
+            stream=self.outbox.stream,
+            backfill=backfill,
+            sent_ms=now_ms,
+            samples=samples,
         )
 
     async def stop(self, timeout_s: float = 3.0) -> None:
@@ -145,7 +153,9 @@ class Publisher:
         if reason.is_failure:
             log.error("broker %s refused the connection: %s", self.broker, reason)
             return
-        status = Status(school=self.school_id, state=LinkState.ONLINE, since_ms=self.clock.now_ms(), agent=__version__)
+        status = Status(
+            school=self.school_id, state=LinkState.ONLINE, since_ms=self.clock.now_ms(), agent=__version__
+        )
         client.publish(self._status_topic, encode(status), qos=QOS, retain=RETAIN_STATUS)
         self._loop.call_soon_threadsafe(self._set_connected, True)
 
@@ -157,7 +167,11 @@ class Publisher:
 
     def _set_connected(self, connected: bool) -> None:
         if connected != self._connected:
-            log.info("broker %s %s", self.broker, "connected" if connected else "disconnected; samples wait in the outbox")
+            log.info(
+                "broker %s %s",
+                self.broker,
+                "connected" if connected else "disconnected; samples wait in the outbox",
+            )
         self._connected = connected
         self._wake.set()
 
@@ -167,7 +181,9 @@ class Publisher:
             return
         if refused:
             # Keep the samples: they will be offered again after the outbox is re-read.
-            log.error("broker refused a telemetry message (%s); %d samples stay in the outbox", reason, len(row_ids))
+            log.error(
+                "broker refused a telemetry message (%s); %d samples stay in the outbox", reason, len(row_ids)
+            )
             self._last_sent_id = min(self._last_sent_id, row_ids[0] - 1)
             self._paused_until = self._loop.time() + REFUSAL_PAUSE_S
             return

@@ -22,7 +22,10 @@ app = typer.Typer(
 
 def _missing(command: str, extra: str, error: ImportError) -> Callable[[], None]:
     def explain() -> None:
-        typer.echo(f"'lokalnie {command}' needs the {extra} extra: pip install 'lokalnie[{extra}]' ({error})", err=True)
+        typer.echo(
+            f"'lokalnie {command}' needs the {extra} extra: pip install 'lokalnie[{extra}]' ({error})",
+            err=True,
+        )
         raise typer.Exit(2)
 
     explain.__doc__ = f"(not installed: pip install 'lokalnie[{extra}]')"

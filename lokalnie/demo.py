@@ -66,20 +66,29 @@ def _port_free(port: int) -> bool:
 
 
 def demo_command(
-    duration: Annotated[float | None, typer.Option(help="Stop after this many real seconds (default: run until Ctrl-C).")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many real seconds (default: run until Ctrl-C).")
+    ] = None,
     speed: Annotated[float, typer.Option(help="How many simulated seconds pass in one real second.")] = 60.0,
     start: Annotated[
-        str | None, typer.Option(help="Simulated start time, ISO 8601 (e.g. 2026-06-15T10:00:00). Default: now.")
+        str | None,
+        typer.Option(help="Simulated start time, ISO 8601 (e.g. 2026-06-15T10:00:00). Default: now."),
     ] = None,
     port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1.")] = 8000,
-    sites_dir: Annotated[Path, typer.Option(help="Site files of the schools to simulate.")] = REPO / "firmware-config" / "sites",
-    work_dir: Annotated[Path, typer.Option(help="Where the demo keeps its database, outboxes and logs.")] = Path("var/demo"),
+    sites_dir: Annotated[Path, typer.Option(help="Site files of the schools to simulate.")] = REPO
+    / "firmware-config"
+    / "sites",
+    work_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its database, outboxes and logs.")
+    ] = Path("var/demo"),
 ) -> None:
     """Run the whole system on this machine: simulated schools, edge agents, broker, ingest and API."""
     console = Console()
     mosquitto = find_mosquitto()
     if mosquitto is None:
-        console.print("[red]Mosquitto is not installed.[/red] Install it with:  sudo apt-get install -y mosquitto")
+        console.print(
+            "[red]Mosquitto is not installed.[/red] Install it with:  sudo apt-get install -y mosquitto"
+        )
         raise typer.Exit(2)
     try:
         sites = load_sites(sites_dir)
@@ -131,7 +140,11 @@ def _start_system(
     site_paths = []
     for index, site in enumerate(sites):
         path = run_dir / "sites" / f"{site.id}.yaml"
-        path.write_text(yaml.safe_dump(loopback_site(site, first_port + 2 * index).model_dump(mode="json"), allow_unicode=True))
+        path.write_text(
+            yaml.safe_dump(
+                loopback_site(site, first_port + 2 * index).model_dump(mode="json"), allow_unicode=True
+            )
+        )
         site_paths.append(path)
     env = {
         **os.environ,
@@ -142,12 +155,16 @@ def _start_system(
         "LOKALNIE_PROFILES_DIR": str(REPO / "firmware-config" / "profiles"),
     }
     lokalnie = [sys.executable, "-m", "lokalnie"]
-    group.start("sim", [*lokalnie, "sim", *[arg for path in site_paths for arg in ("--site", str(path))]], env)
+    group.start(
+        "sim", [*lokalnie, "sim", *[arg for path in site_paths for arg in ("--site", str(path))]], env
+    )
     group.start("ingest", [*lokalnie, "ingest"], env)
     group.start("api", [*lokalnie, "api", "--port", str(api_port)], env)
     for site, path in zip(sites, site_paths, strict=True):
         outbox = run_dir / "outbox" / f"{site.id}.db"
-        group.start(f"edge-{site.id}", [*lokalnie, "edge", "run", "--site", str(path), "--outbox", str(outbox)], env)
+        group.start(
+            f"edge-{site.id}", [*lokalnie, "edge", "run", "--site", str(path), "--outbox", str(outbox)], env
+        )
 
 
 def _show_live_table(
@@ -156,9 +173,10 @@ def _show_live_table(
     import httpx
 
     deadline = time.monotonic() + duration if duration is not None else None
-    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=2.0) as api, Live(
-        console=console, refresh_per_second=2, transient=False
-    ) as live:
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=2.0) as api,
+        Live(console=console, refresh_per_second=2, transient=False) as live,
+    ):
         while deadline is None or time.monotonic() < deadline:
             crashed = [f"{name} (exit {code})" for name, code in group.exited()]
             if crashed:
@@ -169,8 +187,14 @@ def _show_live_table(
 
 def _table(api: Any, clock: ScaledClock) -> Table:
     table = Table(title=f"lokalnie — {_local(clock.now_ms())} (symulacja x{clock.speed:g})")
-    for header, justify in (("Szkoła", "left"), ("PV [kW]", "right"), ("Dziś [kWh]", "right"),
-                            ("Sieć [kW]", "right"), ("Łącze", "left"), ("Wiek [s]", "right")):
+    for header, justify in (
+        ("Szkoła", "left"),
+        ("PV [kW]", "right"),
+        ("Dziś [kWh]", "right"),
+        ("Sieć [kW]", "right"),
+        ("Łącze", "left"),
+        ("Wiek [s]", "right"),
+    ):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     with contextlib.suppress(Exception):
         for school in api.get("/api/v1/schools").json():

@@ -28,7 +28,9 @@ class ProcessGroup:
         self.log_dir = log_dir
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(

@@ -138,15 +138,46 @@ def postgres(directory: Path) -> Iterator[Postgres]:
     if os.geteuid() == 0:
         shutil.chown(password_file, "postgres")
     subprocess.run(
-        [*prefix, require("initdb"), "-D", str(data), "-U", "lokalnie", "--pwfile", str(password_file),
-         "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
-        check=True, capture_output=True,
+        [
+            *prefix,
+            require("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "lokalnie",
+            "--pwfile",
+            str(password_file),
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
     )
     port = free_port()
     process = start(
-        [*prefix, require("postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-         "-k", str(directory), "-c", "fsync=off", "-c", "synchronous_commit=off",
-         "-c", "full_page_writes=off", "-c", "max_connections=60"],
+        [
+            *prefix,
+            require("postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(directory),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=60",
+        ],
         directory / "postgres.log",
     )
     try:
@@ -154,9 +185,21 @@ def postgres(directory: Path) -> Iterator[Postgres]:
         env = {**os.environ, "PGPASSWORD": "lokalnie"}
         for _ in range(50):
             done = subprocess.run(
-                [require("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "lokalnie", "-d", "postgres",
-                 "-c", "CREATE DATABASE lokalnie"],
-                env=env, capture_output=True,
+                [
+                    require("psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "lokalnie",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "CREATE DATABASE lokalnie",
+                ],
+                env=env,
+                capture_output=True,
             )
             if done.returncode == 0:
                 break

@@ -53,17 +53,23 @@ class DeviceLink:
             return f"{self.transport.host}:{self.transport.port}"
         return self.transport.device
 
-    async def read(self, function: Function, address: int, count: int, unit: int) -> list[int] | DeviceRefusal:
+    async def read(
+        self, function: Function, address: int, count: int, unit: int
+    ) -> list[int] | DeviceRefusal:
         """Read ``count`` registers; `DeviceUnreachable` on a transport fault or while backing off."""
         async with self._turn:
             return await self._read(function, address, count, unit)
 
-    async def _read(self, function: Function, address: int, count: int, unit: int) -> list[int] | DeviceRefusal:
+    async def _read(
+        self, function: Function, address: int, count: int, unit: int
+    ) -> list[int] | DeviceRefusal:
         if time.monotonic() < self._next_attempt_monotonic:
             raise DeviceUnreachable(f"{self.describe()}: backing off after {self._failures} failures")
         try:
             client = await self._connected_client()
-            reader = client.read_holding_registers if function is Function.HOLDING else client.read_input_registers
+            reader = (
+                client.read_holding_registers if function is Function.HOLDING else client.read_input_registers
+            )
             response = await reader(address, count=count, device_id=unit)
         except (ModbusException, OSError, TimeoutError) as error:
             self._failed()
@@ -88,7 +94,11 @@ class DeviceLink:
         # reconnect_delay=0: the link decides when to try again; retries=0: a poll is retried next period.
         if isinstance(self.transport, TcpTransport):
             return AsyncModbusTcpClient(
-                self.transport.host, port=self.transport.port, timeout=self.timeout_s, retries=0, reconnect_delay=0
+                self.transport.host,
+                port=self.transport.port,
+                timeout=self.timeout_s,
+                retries=0,
+                reconnect_delay=0,
             )
         return AsyncModbusSerialClient(
             self.transport.device,

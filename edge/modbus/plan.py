@@ -1,4 +1,4 @@
-"""Which Modbus requests one poll needs: the fields' registers merged into the fewest requests a device allows.
+"""Which Modbus requests one poll needs: the registers merged into the fewest requests a device allows.
 
 Fields of one function are sorted by address and merged into a block while the block stays within the
 device's maximum per request, the gap bridged stays within its maximum, and the block does not touch
@@ -53,7 +53,12 @@ def plan_reads(
 
 
 def _can_extend(
-    start: int, end: int, field: RegisterField, max_registers: int, max_gap: int, blocked: Sequence[AddressRange]
+    start: int,
+    end: int,
+    field: RegisterField,
+    max_registers: int,
+    max_gap: int,
+    blocked: Sequence[AddressRange],
 ) -> bool:
     new_end = max(end, field.end)
     if field.address - end > max_gap or new_end - start > max_registers:

@@ -122,7 +122,11 @@ class Profile(_Strict):
                     f"{self.max_registers_per_request} per request"
                 )
             for blocked in self.unreadable:
-                if blocked.function == field.function and field.address < blocked.end and blocked.start < field.end:
+                if (
+                    blocked.function == field.function
+                    and field.address < blocked.end
+                    and blocked.start < field.end
+                ):
                     raise ValueError(f"field {field.name!r} lies in registers the profile marks unreadable")
         return self
 

@@ -25,7 +25,9 @@ while True:
 
 
 def sample(ts_ms: int) -> NewSample:
-    return NewSample(device="inverter", kind="pv_inverter", ts_ms=ts_ms, values={"power_w": 1.5, "energy_wh": None})
+    return NewSample(
+        device="inverter", kind="pv_inverter", ts_ms=ts_ms, values={"power_w": 1.5, "energy_wh": None}
+    )
 
 
 def test_rows_stay_until_acknowledged_and_ids_are_never_reused(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Register profiles load and validate; read plans merge fields into few requests within the device's limits."""
+"""Register profiles load and validate; read plans merge fields into few requests within device limits."""
 
 from __future__ import annotations
 
@@ -54,8 +54,12 @@ def test_bad_profiles_name_the_field(tmp_path: Path, field_yaml: str, message: s
     assert "bad.yaml" in str(raised.value)
 
 
-def field(address: int, data_type: DataType = DataType.U16, function: Function = Function.HOLDING) -> RegisterField:
-    return RegisterField(name=f"f{address}_{function.value}", function=function, address=address, type=data_type)
+def field(
+    address: int, data_type: DataType = DataType.U16, function: Function = Function.HOLDING
+) -> RegisterField:
+    return RegisterField(
+        name=f"f{address}_{function.value}", function=function, address=address, type=data_type
+    )
 
 
 fields_strategy = st.lists(
@@ -72,7 +76,9 @@ fields_strategy = st.lists(
 
 
 @given(fields_strategy, st.integers(1, 125), st.integers(0, 50))
-def test_plan_covers_every_field_within_limits(fields: list[RegisterField], max_registers: int, max_gap: int) -> None:
+def test_plan_covers_every_field_within_limits(
+    fields: list[RegisterField], max_registers: int, max_gap: int
+) -> None:
     fields = [f for f in fields if f.registers <= max_registers]
     blocks = plan_reads(fields, max_registers, max_gap)
     carried = [f.name for block in blocks for f in block.fields]
@@ -88,7 +94,11 @@ def test_plan_covers_every_field_within_limits(fields: list[RegisterField], max_
 @given(fields_strategy, st.integers(0, 2000), st.integers(1, 50))
 def test_plan_never_reads_unreadable_registers(fields: list[RegisterField], start: int, size: int) -> None:
     blocked = [AddressRange(function=Function.HOLDING, start=start, end=start + size)]
-    fields = [f for f in fields if not (f.function == Function.HOLDING and f.address < start + size and start < f.end)]
+    fields = [
+        f
+        for f in fields
+        if not (f.function == Function.HOLDING and f.address < start + size and start < f.end)
+    ]
     for block in plan_reads(fields, 125, 50, blocked):
         if block.function == Function.HOLDING:
             assert block.address + block.count <= start or start + size <= block.address
