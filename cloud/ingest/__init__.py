@@ -1,0 +1,1 @@
+"""The ingest: telemetry from the broker into the relational store, with interval energies."""

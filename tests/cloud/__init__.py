@@ -1,0 +1,1 @@
+"""Tests of the cloud: counters, store, ingest, API and command line."""
