@@ -102,9 +102,9 @@ def day_angle_rad(epoch_s: ArrayLike) -> FloatArray:
     seconds = np.asarray(epoch_s, dtype=np.float64)
     instants = np.floor(seconds).astype("datetime64[s]")
     year_start = instants.astype("datetime64[Y]").astype("datetime64[s]")
-    days_into_year = (instants - year_start).astype(np.float64) / SECONDS_PER_DAY
-    days_into_year += seconds - np.floor(seconds)
-    return 2.0 * np.pi / 365.0 * (days_into_year - 0.5)
+    seconds_into_year = (instants - year_start).astype(np.float64) + (seconds - np.floor(seconds))
+    days_into_year = seconds_into_year / SECONDS_PER_DAY
+    return np.asarray(2.0 * np.pi / 365.0 * (days_into_year - 0.5), dtype=np.float64)
 
 
 def extra_radiation_w_per_m2(epoch_s: ArrayLike) -> FloatArray:
