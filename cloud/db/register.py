@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, delete, insert
 
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade_database
@@ -39,8 +39,10 @@ def sync_register(connection: Connection, sites: Sequence[Site]) -> None:
             for site in sites
         ],
     )
+    # A school's devices are exactly those its site file lists now.
+    connection.execute(delete(_DEVICES).where(_DEVICES.c.school_id.in_([site.id for site in sites])))
     connection.execute(
-        upsert(_DEVICES, dialect, ["school_id", "device_id"], ["kind"]),
+        insert(_DEVICES),
         [
             {"school_id": site.id, "device_id": device.id, "kind": device.kind.value}
             for site in sites

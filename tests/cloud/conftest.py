@@ -1,0 +1,147 @@
+"""Fixtures of the cloud tests: a registered database with schools of the test's own, message builders."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import Engine
+
+from cloud.db.engine import make_engine
+from cloud.db.register import prepare_database
+from cloud.ingest.counters import QUARTER_HOUR_MS
+from cloud.settings import Settings
+from common.clock import ManualClock
+from common.sites import Site
+from common.wire import DeviceKind, Sample, TelemetryBatch
+from tests import servers
+
+# 2026-03-02T10:00:00Z (11:00 in Warsaw), a quarter-hour boundary: "now" for the tests.
+NOW_MS = 1_772_445_600_000
+Q = QUARTER_HOUR_MS
+
+
+def unique_id(prefix: str) -> str:
+    """An id no other test uses, valid as a school id, a client id and a shared-subscription group."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def make_site(school_id: str) -> Site:
+    """A school with one PV inverter and one grid meter."""
+    return Site.model_validate(
+        {
+            "id": school_id,
+            "name": f"Szkoła testowa {school_id}",
+            "type": "primary_school",
+            "address": "ul. Testowa 1, 98-220 Zduńska Wola",
+            "location": {"lat": 51.6, "lon": 18.94},
+            "pv_kwp": 40.0,
+            "pupils": 300,
+            "devices": [
+                {
+                    "id": "inverter",
+                    "kind": "pv_inverter",
+                    "profile": "sunspec-inverter",
+                    "transport": {"type": "tcp", "host": "127.0.0.1"},
+                },
+                {
+                    "id": "meter",
+                    "kind": "grid_meter",
+                    "profile": "eastron-sdm630",
+                    "transport": {"type": "tcp", "host": "127.0.0.1"},
+                },
+            ],
+        }
+    )
+
+
+def write_sites(directory: Path, school_ids: list[str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for school_id in school_ids:
+        data = make_site(school_id).model_dump(mode="json")
+        (directory / f"{school_id}.yaml").write_text(
+            yaml.safe_dump(data, allow_unicode=True), encoding="utf-8"
+        )
+    return directory
+
+
+def pv_sample(seq: int, ts_ms: int, energy_wh: float | None, power_w: float | None = 1000.0) -> Sample:
+    return Sample(
+        seq=seq,
+        device="inverter",
+        kind=DeviceKind.PV_INVERTER,
+        ts_ms=ts_ms,
+        values={"energy_wh": energy_wh, "power_w": power_w},
+    )
+
+
+def meter_sample(
+    seq: int, ts_ms: int, import_wh: float, export_wh: float, power_w: float | None = 200.0
+) -> Sample:
+    return Sample(
+        seq=seq,
+        device="meter",
+        kind=DeviceKind.GRID_METER,
+        ts_ms=ts_ms,
+        values={"import_wh": import_wh, "export_wh": export_wh, "power_w": power_w},
+    )
+
+
+def make_batch(
+    school_id: str, samples: list[Sample], stream: str = "a1b2c3d4", backfill: bool = False
+) -> TelemetryBatch:
+    return TelemetryBatch(school=school_id, stream=stream, backfill=backfill, sent_ms=NOW_MS, samples=samples)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "the condition") -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.Postgres]:
+    """PostgreSQL in a directory its own user can reach: run as root, pytest's temporary directories are
+    private to root and the server (which runs as ``postgres``) could not open its data directory there."""
+    with tempfile.TemporaryDirectory(prefix="lokalnie-cloud-postgres-") as directory:
+        os.chmod(directory, 0o755)
+        with servers.postgres(Path(directory) / "cluster") as running:
+            yield running
+
+
+@dataclass
+class CloudDb:
+    """A migrated database with the test's own schools registered."""
+
+    settings: Settings
+    engine: Engine
+    clock: ManualClock
+    school_ids: list[str]
+
+
+@pytest.fixture
+def cloud_db(database_url: str, tmp_path: Path) -> Iterator[CloudDb]:
+    school_ids = [unique_id("t"), unique_id("t")]
+    settings = Settings(
+        database_url=database_url,
+        sites_dir=write_sites(tmp_path / "sites", school_ids),
+        ingest_group=unique_id("g"),
+        ingest_client_id=unique_id("ingest-"),
+        ingest_session_expiry_s=120,
+    )
+    prepare_database(settings)
+    engine = make_engine(database_url)
+    try:
+        yield CloudDb(settings, engine, ManualClock(NOW_MS), school_ids)
+    finally:
+        engine.dispose()
