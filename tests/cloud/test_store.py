@@ -15,7 +15,7 @@ from cloud.db.models import Sample as SampleRow
 from cloud.ingest.counters import QUARTER_HOUR_MS
 from cloud.ingest.intervals import INTERVAL_COLUMNS, Series, SeriesReadings, interval_rows
 from cloud.ingest.store import Message, TelemetryStore, known_school_ids
-from common.wire import COUNTERS, LinkState, Status, encode, school_topic, Channel
+from common.wire import COUNTERS, Channel, LinkState, Status, encode, school_topic
 from tests.cloud.conftest import NOW_MS, CloudDb, make_batch, meter_sample, pv_sample
 
 Q = QUARTER_HOUR_MS
