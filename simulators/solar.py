@@ -20,6 +20,13 @@ ArrayLike = npt.ArrayLike
 
 SOLAR_CONSTANT_W_PER_M2 = 1361.0
 SECONDS_PER_DAY = 86_400
+# Epoch seconds of 1 January 00:00 UTC of the years 1900-2199, for the day of the year without datetimes.
+_YEAR_STARTS_S = (
+    np.arange("1900", "2200", dtype="datetime64[Y]")
+    .astype("datetime64[s]")
+    .astype(np.int64)
+    .astype(np.float64)
+)
 
 
 class SolarPosition(NamedTuple):
@@ -100,10 +107,8 @@ def day_angle_rad(epoch_s: ArrayLike) -> FloatArray:
     .. [1] NOAA Global Monitoring Laboratory, "General Solar Position Calculations".
     """
     seconds = np.asarray(epoch_s, dtype=np.float64)
-    instants = np.floor(seconds).astype("datetime64[s]")
-    year_start = instants.astype("datetime64[Y]").astype("datetime64[s]")
-    seconds_into_year = (instants - year_start).astype(np.float64) + (seconds - np.floor(seconds))
-    days_into_year = seconds_into_year / SECONDS_PER_DAY
+    year_index = np.searchsorted(_YEAR_STARTS_S, seconds, side="right") - 1
+    days_into_year = (seconds - _YEAR_STARTS_S[year_index]) / SECONDS_PER_DAY
     return np.asarray(2.0 * np.pi / 365.0 * (days_into_year - 0.5), dtype=np.float64)
 
 
