@@ -145,3 +145,37 @@ def cloud_db(database_url: str, tmp_path: Path) -> Iterator[CloudDb]:
         yield CloudDb(settings, engine, ManualClock(NOW_MS), school_ids)
     finally:
         engine.dispose()
+
+
+Publish = Callable[..., None]
+
+
+@pytest.fixture
+def publish(broker: servers.Broker) -> Iterator[Publish]:
+    """Publish at QoS 1 to the test broker and wait until the broker has the message."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=unique_id("publisher-"),
+        protocol=mqtt.MQTTv5,
+    )
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+
+    def send(topic: str, payload: bytes, retain: bool = False) -> None:
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published(), f"the broker did not take the message on {topic}"
+
+    try:
+        yield send
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
+def ingest_settings(cloud_db: CloudDb, broker: servers.Broker) -> Settings:
+    """The test database's settings pointed at the test broker."""
+    return cloud_db.settings.model_copy(update={"mqtt_url": broker.url})
