@@ -24,13 +24,16 @@ def normalised_url(url: str) -> URL:
 
 
 def make_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
-    """An engine for ``url``; for an SQLite file, its directory is created and WAL is switched on."""
+    """An engine for ``url``; for an SQLite file, its directory is created and WAL is switched on.
+
+    Statement parameters are kept out of error messages: they hold what schools sent, which is not logged.
+    """
     parsed = normalised_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": sqlite_busy_timeout_s})
+    engine = create_engine(parsed, connect_args={"timeout": sqlite_busy_timeout_s}, hide_parameters=True)
     event.listen(engine, "connect", _configure_sqlite)
     return engine
 
