@@ -307,14 +307,16 @@ def ghi_clear_sky_w_per_m2(
     fh1 = np.exp(-altitude_m / 8000.0)
     fh2 = np.exp(-altitude_m / 1250.0)
     cos_zenith = np.maximum(np.cos(np.radians(zenith)), 0.0)
+    horizontal_extra = extra_radiation_w_per_m2(epoch_s) * cos_zenith
     ghi = (
         cg1
-        * extra_radiation_w_per_m2(epoch_s)
-        * cos_zenith
+        * horizontal_extra
         * np.exp(-cg2 * airmass * (fh1 + fh2 * (turbidity - 1.0)))
         * np.exp(0.01 * airmass**1.8)
     )
-    return np.where(zenith < 90.0, np.maximum(ghi, 0.0), 0.0)
+    # The air-mass correction overshoots within a degree or two of the horizon; no sky gives more
+    # than the top of the atmosphere.
+    return np.where(zenith < 90.0, np.clip(ghi, 0.0, horizontal_extra), 0.0)
 
 
 def erbs_diffuse_fraction(clearness_index: ArrayLike) -> FloatArray:

@@ -2,7 +2,8 @@
 
 Nothing here keeps state or draws from a random generator: a value is a hash of the seed and a point of
 a time lattice, smoothly interpolated, so that every process that asks for the same time and seed gets
-the same sky. The 16 schools lie within a few kilometres of each other and share one sky.
+the same sky (bit for bit when it evaluates the same array; a scalar and a vectorised NumPy evaluation
+may differ in the last bit). The 16 schools lie within a few kilometres of each other and share one sky.
 """
 
 from __future__ import annotations
