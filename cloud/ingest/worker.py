@@ -174,6 +174,7 @@ class IngestWorker:
         if refused:
             logger.error("the broker refused a subscription: %s", ", ".join(refused))
             return
+        logger.info("subscribed to %s", ", ".join(topic for topic, _ in subscriptions(self._settings)))
         self._subscribed.set()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:

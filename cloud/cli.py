@@ -1,0 +1,177 @@
+"""The cloud's two commands, written for typer and registered by `lokalnie.cli` as ``lokalnie ingest`` and
+``lokalnie api``. Each reads its settings from the environment (options override them), migrates the
+database, registers the schools of the site files and runs until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud.db.register import prepare_database
+from cloud.settings import Settings
+from common.clock import Clock, clock_from_env
+from common.config import ConfigError, describe_validation_error
+from common.logs import setup_logging
+
+logger = logging.getLogger(__name__)
+
+EXIT_BAD_CONFIGURATION = 2
+EXIT_DATABASE_UNAVAILABLE = 1
+_ENV_NAMES = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL of the store, sqlite:///... or postgresql://... "
+        "[env DATABASE_URL; default sqlite:///var/lokalnie.db]",
+        show_default=False,
+    ),
+]
+SitesDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sites-dir",
+        help="Directory of the schools' site files [env LOKALNIE_SITES_DIR; default firmware-config/sites]",
+        show_default=False,
+    ),
+]
+
+
+def ingest_command(
+    database_url: DatabaseUrlOption = None,
+    sites_dir: SitesDirOption = None,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-url",
+            help="Broker, mqtt[s]://[user[:password]@]host[:port] [env MQTT_URL; default mqtt://127.0.0.1:1883]",
+            show_default=False,
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="Shared-subscription group the ingest processes split the telemetry in "
+            "[env LOKALNIE_INGEST_GROUP; default ingest]",
+            show_default=False,
+        ),
+    ] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--client-id",
+            help="MQTT client id, stable across restarts so the broker keeps what arrives meanwhile "
+            "[env LOKALNIE_INGEST_CLIENT_ID; default lokalnie-ingest-1]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Store the schools' telemetry from the broker in the database (the clock: env LOKALNIE_CLOCK)."""
+    from cloud.ingest.worker import run_ingest
+
+    setup_logging("ingest")
+    settings, clock = _start(
+        database_url=database_url,
+        sites_dir=sites_dir,
+        mqtt_url=mqtt_url,
+        ingest_group=group,
+        ingest_client_id=client_id,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int) -> None:
+        logger.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    with _signals_call(on_signal):
+        run_ingest(settings, clock, stop)
+
+
+def api_command(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Address to listen on [env LOKALNIE_API_HOST; default 127.0.0.1]",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", help="TCP port to listen on [env LOKALNIE_API_PORT; default 8000]", show_default=False
+        ),
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+    sites_dir: SitesDirOption = None,
+) -> None:
+    """Serve the HTTP API over the database (the clock: env LOKALNIE_CLOCK)."""
+    import uvicorn
+
+    from cloud.api.main import create_app
+
+    setup_logging("api")
+    settings, clock = _start(database_url=database_url, sites_dir=sites_dir, api_host=host, api_port=port)
+    config = uvicorn.Config(
+        create_app(settings, clock), host=settings.api_host, port=settings.api_port, log_config=None
+    )
+    # uvicorn handles SIGINT and SIGTERM itself while it runs, then raises the signal again: ours swallow it.
+    with _signals_call(lambda _signum: None):
+        uvicorn.Server(config).run()
+
+
+def _start(**options: Any) -> tuple[Settings, Clock]:
+    """Settings from the environment and the options given, the clock, and a prepared database; on a problem,
+    one line in the log and the exit code that says which kind of problem."""
+    try:
+        # Given under the environment variables' names, so that an error names the variable.
+        given = {_ENV_NAMES[name]: value for name, value in options.items() if value is not None}
+        settings = Settings(**given)
+    except ValidationError as error:
+        _refuse(f"bad configuration: {describe_validation_error(error)}", EXIT_BAD_CONFIGURATION)
+    try:
+        clock = clock_from_env()
+    except ValueError as error:
+        _refuse(f"bad configuration: LOKALNIE_CLOCK: {error}", EXIT_BAD_CONFIGURATION)
+    try:
+        prepare_database(settings)
+    except ConfigError as error:
+        _refuse(f"bad configuration: {error}", EXIT_BAD_CONFIGURATION)
+    except (SQLAlchemyError, OSError) as error:
+        cause = getattr(error, "orig", None) or error
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        _refuse(f"cannot prepare the database: {detail}", EXIT_DATABASE_UNAVAILABLE)
+    return settings, clock
+
+
+def _refuse(reason: str, code: int) -> NoReturn:
+    logger.error("refusing to start: %s", reason)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _signals_call(callback: Callable[[int], None]) -> Iterator[None]:
+    """Call ``callback`` with the signal's number on SIGINT and SIGTERM while the block runs, then restore the
+    previous handlers."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        callback(signum)
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
