@@ -9,6 +9,7 @@ estimate lists the keys it used, so that every figure it shows can be traced to 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -114,7 +115,7 @@ class BandTable(Sourced):
         if any(limit is None for limit in closed):
             raise ValueError("only the last band may be open-ended")
         values = [float(limit) for limit in closed if limit is not None]
-        if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(values)):
             raise ValueError("bands must be in ascending order of max_heat_power_kw")
         return self
 
