@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
+from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -126,6 +127,80 @@ def local_seconds(epoch_s: ArrayLike) -> FloatArray:
     return np.asarray(seconds + offsets[inverse.reshape(seconds.shape)], dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class LoadShape:
+    """The relative load of a site: which day profile applies when, in units of the night base.
+
+    It depends on the site and the calendar only, not on the seed, so every model of a site shares it
+    (and the yearly sums it is scaled with).
+    """
+
+    site_id: str
+    is_kindergarten: bool
+    calendar: SchoolCalendar = field(default_factory=default_calendar)
+
+    def profile_index(self, day: dt.date) -> int:
+        """Which of `PROFILES` applies on a local date."""
+        kind = self.calendar.day_kind(day)
+        if self.is_kindergarten:
+            closure_first, closure_last = kindergarten_summer_closure(self.site_id, day.year)
+            if kind in (DayKind.PUBLIC_HOLIDAY, DayKind.WEEKEND) or closure_first <= day <= closure_last:
+                return _BASE
+            return _KINDERGARTEN
+        if kind == DayKind.LESSON_DAY:
+            return _LESSONS
+        if kind == DayKind.WEEKEND and day.weekday() == 5 and self.calendar.break_on(day) != BreakKind.SUMMER:
+            return _SATURDAY
+        if kind == DayKind.SCHOOL_BREAK:
+            return _BREAK
+        return _BASE
+
+    def attendance(self, day: dt.date) -> float:
+        """The share of the usual activity above the base: lower in a kindergarten during school breaks."""
+        if self.is_kindergarten and self.calendar.break_on(day) is not None:
+            return KINDERGARTEN_BREAK_ATTENDANCE
+        return 1.0
+
+    def relative_load(self, epoch_s: ArrayLike) -> FloatArray:
+        """The load in units of the night base, before scaling and fluctuation [-]."""
+        local = local_seconds(epoch_s)
+        local_day = np.floor(local / SECONDS_PER_DAY).astype(np.int64)
+        hour = (local - local_day * SECONDS_PER_DAY) / 3600.0
+        days, inverse = np.unique(local_day, return_inverse=True)
+        inverse = inverse.reshape(local.shape)
+        traits = [_day_traits(self, int(day)) for day in days]
+        profile = np.array([trait[0] for trait in traits], dtype=np.int64)[inverse]
+        attendance = np.array([trait[1] for trait in traits], dtype=np.float64)[inverse]
+        seasonal = np.array([trait[2] for trait in traits], dtype=np.float64)[inverse]
+        relative = np.ones_like(local)
+        for index in np.unique(profile):
+            selected = profile == index
+            hours, levels = PROFILES[int(index)]
+            relative[selected] = np.interp(hour[selected], hours, levels)
+        return np.asarray((1.0 + (relative - 1.0) * attendance) * seasonal, dtype=np.float64)
+
+    def relative_wh(self, year: int) -> float:
+        """The relative load summed over a calendar year of local time [h]."""
+        return _relative_wh_of_year(self, year)
+
+
+@lru_cache(maxsize=100_000)
+def _day_traits(shape: LoadShape, day_number: int) -> tuple[int, float, float]:
+    day = dt.date(1970, 1, 1) + dt.timedelta(days=day_number)
+    seasonal = float(seasonal_factor(day.timetuple().tm_yday))
+    return shape.profile_index(day), shape.attendance(day), seasonal
+
+
+@lru_cache(maxsize=256)
+def _relative_wh_of_year(shape: LoadShape, year: int) -> float:
+    start = dt.datetime(year, 1, 1, tzinfo=LOCAL_ZONE).timestamp()
+    end = dt.datetime(year + 1, 1, 1, tzinfo=LOCAL_ZONE).timestamp()
+    # Midpoints of 5-minute steps: the profiles are linear between their half-hour nodes.
+    step_s = 300.0
+    midpoints = np.arange(start + step_s / 2, end, step_s)
+    return float(shape.relative_load(midpoints).sum()) * step_s / 3600.0
+
+
 class SchoolLoad:
     """The electric load of one site over time.
 
@@ -140,52 +215,9 @@ class SchoolLoad:
     """
 
     def __init__(self, site: Site, *, seed: int = 0, calendar: SchoolCalendar | None = None) -> None:
-        self.site_id = site.id
-        self.is_kindergarten = site.type == SchoolType.KINDERGARTEN
+        self.shape = LoadShape(site.id, site.type == SchoolType.KINDERGARTEN, calendar or default_calendar())
         self.annual_kwh = annual_consumption_kwh(site)
         self._seed = site_seed(site.id, seed)
-        self._calendar = calendar or default_calendar()
-        self._profile_of_day: dict[int, int] = {}
-        self._scale_of_year: dict[int, float] = {}
-
-    def profile_index(self, day: dt.date) -> int:
-        """Which of `PROFILES` applies on a local date (for a kindergarten in a break: see `load_w`)."""
-        kind = self._calendar.day_kind(day)
-        if self.is_kindergarten:
-            closure_first, closure_last = kindergarten_summer_closure(self.site_id, day.year)
-            if kind in (DayKind.PUBLIC_HOLIDAY, DayKind.WEEKEND) or closure_first <= day <= closure_last:
-                return _BASE
-            return _KINDERGARTEN
-        if kind == DayKind.LESSON_DAY:
-            return _LESSONS
-        if (
-            kind == DayKind.WEEKEND
-            and day.weekday() == 5
-            and self._calendar.break_on(day) != BreakKind.SUMMER
-        ):
-            return _SATURDAY
-        if kind == DayKind.SCHOOL_BREAK:
-            return _BREAK
-        return _BASE
-
-    def relative_load(self, epoch_s: ArrayLike) -> FloatArray:
-        """The load in units of the night base, before scaling and fluctuation [-]."""
-        local = local_seconds(epoch_s)
-        local_day = np.floor(local / SECONDS_PER_DAY).astype(np.int64)
-        hour = (local - local_day * SECONDS_PER_DAY) / 3600.0
-        days, inverse = np.unique(local_day, return_inverse=True)
-        inverse = inverse.reshape(local.shape)
-        profile_of_day = np.array([self._profile_for_day_number(int(day)) for day in days], dtype=np.int64)
-        attendance = np.array([self._attendance(int(day)) for day in days], dtype=np.float64)
-        day_of_year = np.array([_date_of(int(day)).timetuple().tm_yday for day in days], dtype=np.float64)
-        profile = profile_of_day[inverse]
-        relative = np.ones_like(local)
-        for index in np.unique(profile):
-            selected = profile == index
-            hours, levels = PROFILES[int(index)]
-            relative[selected] = np.interp(hour[selected], hours, levels)
-        relative = 1.0 + (relative - 1.0) * attendance[inverse]
-        return np.asarray(relative * seasonal_factor(day_of_year)[inverse], dtype=np.float64)
 
     def load_w(self, epoch_s: ArrayLike) -> FloatArray:
         """Electric load of the site [W].
@@ -204,49 +236,29 @@ class SchoolLoad:
         -----
         .. math:: P = s_y \\, r(t) \\, (1 + 0.05 n_{1d}) (1 + 0.06 n_{2h} + 0.04 n_{10min})
 
-        with `r` the `relative_load`, :math:`s_y` the scale that makes the calendar year `y` (local
-        time) sum to `annual_kwh` without fluctuation, and :math:`n_\\tau` value noises in [-1, 1] on
-        the time scale τ, whose mean is zero: the yearly total stays within about 1 % of the target.
+        with `r` the `LoadShape.relative_load`, :math:`s_y` the scale that makes the calendar year `y`
+        (local time) sum to `annual_kwh` without fluctuation, and :math:`n_\\tau` value noises in
+        [-1, 1] on the time scale τ, whose mean is zero: the yearly total stays within about 1 % of
+        the target.
         """
         seconds = np.asarray(epoch_s, dtype=np.float64)
-        scale = self._scales(seconds)
         fluctuation = (1.0 + 0.05 * self._noise(seconds, SECONDS_PER_DAY, 1)) * (
             1.0 + 0.06 * self._noise(seconds, 7200, 2) + 0.04 * self._noise(seconds, 600, 3)
         )
-        return np.asarray(scale * self.relative_load(seconds) * fluctuation, dtype=np.float64)
+        return np.asarray(
+            self._scales(seconds) * self.shape.relative_load(seconds) * fluctuation, dtype=np.float64
+        )
+
+    def scale_w(self, year: int) -> float:
+        """The night base load of a calendar year [W]: what turns the relative load into watts."""
+        return self.annual_kwh * 1000.0 / self.shape.relative_wh(year)
 
     def _noise(self, seconds: FloatArray, period_s: float, stream: int) -> FloatArray:
         return 2.0 * value_noise(seconds, period_s, seed=self._seed, stream=stream) - 1.0
 
     def _scales(self, seconds: FloatArray) -> FloatArray:
-        local_years = np.floor(local_seconds(seconds) / SECONDS_PER_DAY).astype("datetime64[D]")
-        years = local_years.astype("datetime64[Y]").astype(np.int64) + 1970
+        local_days = np.floor(local_seconds(seconds) / SECONDS_PER_DAY).astype("datetime64[D]")
+        years = local_days.astype("datetime64[Y]").astype(np.int64) + 1970
         unique_years, inverse = np.unique(years, return_inverse=True)
         scales = np.array([self.scale_w(int(year)) for year in unique_years], dtype=np.float64)
         return np.asarray(scales[inverse.reshape(seconds.shape)], dtype=np.float64)
-
-    def scale_w(self, year: int) -> float:
-        """The night base load of a calendar year [W]: what turns the relative load into watts."""
-        if year not in self._scale_of_year:
-            start = dt.datetime(year, 1, 1, tzinfo=LOCAL_ZONE).timestamp()
-            end = dt.datetime(year + 1, 1, 1, tzinfo=LOCAL_ZONE).timestamp()
-            step_s = 60.0
-            midpoints = np.arange(start + step_s / 2, end, step_s)
-            relative_wh = float(self.relative_load(midpoints).sum()) * step_s / 3600.0
-            self._scale_of_year[year] = self.annual_kwh * 1000.0 / relative_wh
-        return self._scale_of_year[year]
-
-    def _profile_for_day_number(self, day_number: int) -> int:
-        if day_number not in self._profile_of_day:
-            self._profile_of_day[day_number] = self.profile_index(_date_of(day_number))
-        return self._profile_of_day[day_number]
-
-    def _attendance(self, day_number: int) -> float:
-        day = _date_of(day_number)
-        if self.is_kindergarten and self._calendar.break_on(day) is not None:
-            return KINDERGARTEN_BREAK_ATTENDANCE
-        return 1.0
-
-
-def _date_of(day_number: int) -> dt.date:
-    return dt.date(1970, 1, 1) + dt.timedelta(days=day_number)
