@@ -146,13 +146,14 @@ def _start(**options: Any) -> tuple[Settings, Clock]:
     except ValueError as error:
         _refuse(f"bad configuration: LOKALNIE_CLOCK: {error}", EXIT_BAD_CONFIGURATION)
     try:
-        prepare_database(settings)
+        sites = prepare_database(settings)
     except ConfigError as error:
         _refuse(f"bad configuration: {error}", EXIT_BAD_CONFIGURATION)
     except (SQLAlchemyError, OSError) as error:
         cause = getattr(error, "orig", None) or error
         detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         _refuse(f"cannot prepare the database: {detail}", EXIT_DATABASE_UNAVAILABLE)
+    logger.info("database ready; %d schools registered from %s", len(sites), settings.sites_dir)
     return settings, clock
 
 

@@ -1,0 +1,120 @@
+"""Settings from the environment, and the database: migrations that match the models, SQLite's pragmas and
+the register of schools mirrored from the site files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from pydantic import ValidationError
+from sqlalchemy import select, text
+
+from cloud.db.engine import make_engine, normalised_url
+from cloud.db.migrate import upgrade_database
+from cloud.db.models import Base, Device, School
+from cloud.db.register import sync_register
+from cloud.settings import DEFAULT_DATABASE_URL, Settings
+from common.broker import DEFAULT_BROKER_URL
+from tests.cloud.conftest import CloudDb, make_site
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "DATABASE_URL",
+        "MQTT_URL",
+        "LOKALNIE_SITES_DIR",
+        "LOKALNIE_INGEST_GROUP",
+        "LOKALNIE_API_PORT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite:///var/lokalnie.db"
+    assert settings.mqtt_url == DEFAULT_BROKER_URL
+    assert settings.sites_dir == Path("firmware-config/sites")
+    assert settings.ingest_group == "ingest"
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db:5432/lokalnie")
+    monkeypatch.setenv("MQTT_URL", "mqtts://ingest:pw@broker.example")
+    monkeypatch.setenv("LOKALNIE_SITES_DIR", "/etc/lokalnie/sites")
+    monkeypatch.setenv("LOKALNIE_INGEST_GROUP", "ingest-b")
+    monkeypatch.setenv("LOKALNIE_INGEST_CLIENT_ID", "ingest-7")
+    monkeypatch.setenv("LOKALNIE_API_PORT", "9001")
+    settings = Settings()
+    assert settings.database_url.startswith("postgresql://")
+    assert settings.sites_dir == Path("/etc/lokalnie/sites")
+    assert (settings.ingest_group, settings.ingest_client_id, settings.api_port) == (
+        "ingest-b",
+        "ingest-7",
+        9001,
+    )
+    # Secrets stay out of the representation that may be logged.
+    assert "secret" not in repr(settings) and "pw@" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://db/x"),
+        ("MQTT_URL", "http://broker"),
+        ("LOKALNIE_INGEST_GROUP", "a/+"),
+        ("LOKALNIE_INGEST_CLIENT_ID", ""),
+        ("LOKALNIE_API_PORT", "70000"),
+    ],
+)
+def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name):
+        Settings()
+
+
+def test_postgres_urls_use_psycopg_3() -> None:
+    assert normalised_url("postgresql://u@h/d").drivername == "postgresql+psycopg"
+    assert normalised_url("postgres://u@h/d").drivername == "postgresql+psycopg"
+    assert normalised_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_an_sqlite_file_gets_its_directory_wal_and_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'deep' / 'lokalnie.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+    assert (tmp_path / "var" / "deep" / "lokalnie.db").exists()
+
+
+def test_the_migrations_build_exactly_the_models_and_run_twice(database_url: str) -> None:
+    upgrade_database(database_url)
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert differences == []
+    assert revision == "0001"
+
+
+def test_the_register_follows_the_site_files(cloud_db: CloudDb) -> None:
+    school_id = cloud_db.school_ids[0]
+    site = make_site(school_id)
+    renamed = site.model_copy(update={"name": "Nowa nazwa", "pupils": 321, "devices": site.devices[:1]})
+    with cloud_db.engine.begin() as connection:
+        sync_register(connection, [renamed])
+    with cloud_db.engine.connect() as connection:
+        school = connection.execute(select(School.name, School.pupils).where(School.id == school_id)).one()
+        devices = (
+            connection.execute(select(Device.device_id).where(Device.school_id == school_id)).scalars().all()
+        )
+        others = connection.execute(select(School.id).where(School.id != school_id)).scalars().all()
+    assert tuple(school) == ("Nowa nazwa", 321)
+    assert devices == ["inverter"]
+    assert others == [cloud_db.school_ids[1]]
