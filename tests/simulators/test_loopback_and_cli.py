@@ -1,0 +1,127 @@
+"""Loopback addresses for many schools on one machine, and the ``sim`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from pymodbus.client import AsyncModbusTcpClient
+from typer.testing import CliRunner
+
+from common.sites import Site, TcpTransport
+from simulators.cli import sim_command
+from simulators.loopback import loopback_site, loopback_sites, tcp_endpoint_count
+from tests.conftest import SITES_DIR
+from tests.servers import stop_process, wait_for_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ports(site: Site) -> list[int]:
+    return [device.transport.port for device in site.devices if isinstance(device.transport, TcpTransport)]
+
+
+def test_loopback_site_moves_every_device_to_consecutive_ports(sp5: Site) -> None:
+    moved = loopback_site(sp5, 41_000)
+    assert ports(moved) == [41_000, 41_001]
+    assert all(
+        isinstance(d.transport, TcpTransport) and d.transport.host == "127.0.0.1" for d in moved.devices
+    )
+    assert moved.id == sp5.id and moved.pv_kwp == sp5.pv_kwp
+    assert ports(sp5) == [502, 502], "the original is untouched"
+
+
+def test_devices_sharing_a_gateway_keep_sharing_a_port(sp5: Site) -> None:
+    gateway = TcpTransport(host="192.168.53.30", port=502)
+    shared = sp5.model_copy(
+        update={
+            "devices": [
+                d.model_copy(update={"transport": gateway, "unit": n}) for n, d in enumerate(sp5.devices, 1)
+            ]
+        }
+    )
+    assert tcp_endpoint_count(shared) == 1
+    assert ports(loopback_site(shared, 41_000)) == [41_000, 41_000]
+
+
+def test_the_sixteen_schools_get_distinct_ports(all_sites: list[Site]) -> None:
+    assert len(all_sites) == 16
+    moved = loopback_sites(all_sites, 30_000)
+    every_port = [port for site in moved for port in ports(site)]
+    assert every_port == list(range(30_000, 30_032))
+
+
+def cli_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(sim_command)
+    return app
+
+
+def test_a_bad_site_file_exits_2_with_its_message_and_no_traceback(tmp_path: Path) -> None:
+    broken = tmp_path / "sp99.yaml"
+    broken.write_text("id: sp99\nname: x\n")
+    result = CliRunner().invoke(cli_app(), ["--site", str(broken)])
+    assert result.exit_code == 2
+    assert "sp99.yaml" in result.output and "field" in result.output
+    assert "Traceback" not in result.output
+
+
+def two_free_ports() -> int:
+    """The first of two consecutive free loopback ports."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+@pytest.mark.timeout(60)
+def test_the_command_serves_until_sigterm_and_stops_cleanly(tmp_path: Path) -> None:
+    first_port = two_free_ports()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "LOKALNIE_CLOCK": "scaled:start=2026-06-15T10:00:00Z,speed=60",
+    }
+    command = [
+        sys.executable, "-c", "import typer; from simulators.cli import sim_command; typer.run(sim_command)",
+        "--site", str(SITES_DIR / "sp5.yaml"), "--loopback-port", str(first_port), "--seed", "3",
+    ]  # fmt: skip
+    log = tmp_path / "sim.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        wait_for_port(first_port + 1, process=process)
+
+        async def read_marker() -> list[int]:
+            client = AsyncModbusTcpClient("127.0.0.1", port=first_port, timeout=2, retries=0)
+            await client.connect()
+            try:
+                return list((await client.read_holding_registers(40000, count=2, device_id=1)).registers)
+            finally:
+                client.close()
+
+        assert asyncio.run(read_marker()) == [0x5375, 0x6E53]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        stop_process(process)
+    text = log.read_text()
+    assert f"sp5/inverter: SunSpecInverter unit 1 on 127.0.0.1:{first_port}" in text
+    assert f"sp5/meter: Sdm630 unit 1 on 127.0.0.1:{first_port + 1}" in text
+    assert "speed 60x" in text and "Traceback" not in text
