@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -63,7 +63,7 @@ def signed(word: int) -> int:
     return word - 0x10000 if word & 0x8000 else word
 
 
-def float32(words: list[int]) -> float:
+def float32(words: Sequence[int]) -> float:
     return float(struct.unpack(">f", struct.pack(">HH", *words))[0])
 
 
@@ -272,7 +272,7 @@ def test_pysunspec2_reads_the_inverter(sp5: Site) -> None:
     site = on_free_ports(sp5)
     port, unit = endpoint(site, "inverter")
 
-    def scan() -> dict[str, float]:
+    def scan() -> dict[str, object]:
         device = client_module.SunSpecModbusClientDeviceTCP(slave_id=unit, ipaddr="127.0.0.1", ipport=port)
         try:
             device.scan()
