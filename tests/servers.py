@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,86 +127,129 @@ def _as_postgres_user() -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres(directory: Path) -> Iterator[Postgres]:
-    """A real PostgreSQL cluster on loopback with a database and user ``lokalnie`` (password ``lokalnie``)."""
-    directory.mkdir(parents=True, exist_ok=True)
+def postgres(log_dir: Path) -> Iterator[Postgres]:
+    """A real PostgreSQL cluster on loopback with a database and user ``lokalnie`` (password ``lokalnie``).
+
+    The cluster lives in its own directory under the system's temporary directory: pytest's are private to
+    the user running the tests, and the server runs as ``postgres`` when the tests run as root.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="lokalnie-pg-"))
     data = directory / "data"
-    if os.geteuid() == 0:
-        shutil.chown(directory, "postgres")
     prefix = _as_postgres_user()
     password_file = directory / "password"
     password_file.write_text("lokalnie\n")
-    if os.geteuid() == 0:
-        shutil.chown(password_file, "postgres")
-    subprocess.run(
-        [
-            *prefix,
-            require("initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "lokalnie",
-            "--pwfile",
-            str(password_file),
-            "-A",
-            "scram-sha-256",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    process = start(
-        [
-            *prefix,
-            require("postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-k",
-            str(directory),
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=60",
-        ],
-        directory / "postgres.log",
-    )
+    if prefix:
+        for path in (directory, password_file):
+            shutil.chown(path, "postgres")
+    process: subprocess.Popen[bytes] | None = None
     try:
+        subprocess.run(
+            [
+                *prefix,
+                require("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "lokalnie",
+                "--pwfile",
+                str(password_file),
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        process = start(
+            [
+                *prefix,
+                require("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(directory),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=100",
+            ],
+            log_dir / "postgres.log",
+        )
         wait_for_port(port, process=process)
-        env = {**os.environ, "PGPASSWORD": "lokalnie"}
-        for _ in range(50):
-            done = subprocess.run(
-                [
-                    require("psql"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "lokalnie",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    "CREATE DATABASE lokalnie",
-                ],
-                env=env,
-                capture_output=True,
-            )
-            if done.returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"could not create the test database: {done.stderr.decode()}")
-        yield Postgres(port, directory)
+        _create_database(port)
+        yield Postgres(port, log_dir)
     finally:
-        stop_process(process)
+        if process is not None:
+            stop_process(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _create_database(port: int) -> None:
+    env = {**os.environ, "PGPASSWORD": "lokalnie"}
+    command = [
+        require("psql"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "lokalnie",
+        "-d",
+        "postgres",
+        "-c",
+        "CREATE DATABASE lokalnie",
+    ]
+    for _ in range(50):
+        done = subprocess.run(command, env=env, capture_output=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"could not create the test database: {done.stderr.decode()}")
+
+
+def free_port_run(count: int, first: int = 20000) -> int:
+    """The first of ``count`` consecutive loopback ports that are all free (for a row of simulated devices)."""
+    start = first
+    while start + count < 60000:
+        busy = next((port for port in range(start, start + count) if not _port_is_free(port)), None)
+        if busy is None:
+            return start
+        start = busy + 1
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_log(
+    path: Path, text: str, timeout_s: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Block until a process's log file contains ``text`` (e.g. the line that says it has subscribed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"the process exited with code {process.returncode}: {path.read_text()[-2000:]}"
+            )
+        time.sleep(0.05)
+    raise TimeoutError(f"{path} did not say {text!r} within {timeout_s} s")
