@@ -1,0 +1,111 @@
+"""What an estimate used: each data value (with its key, source and date) and each formula by name, so that
+every figure a resident sees can be recomputed by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from cloud.smog.data import BandTable, SmogData, Sourced, SourcedValue
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DataReference(BaseModel):
+    """One data value an estimate used; ``value`` is the number taken (for a band table, the chosen band's
+    cost)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    value: float | str | None
+    source: str
+    as_of: str
+    unconfirmed: bool
+
+
+class Trace:
+    """Collects the data keys and formula names of one computation, in the order first used."""
+
+    def __init__(self, data: SmogData) -> None:
+        self.data = data
+        self._references: dict[str, DataReference] = {}
+        self._formulas: list[str] = []
+
+    def value(self, key: str) -> float:
+        """The number at ``key``, recorded."""
+        item = self.data.sourced(key)
+        if not isinstance(item, SourcedValue):
+            raise KeyError(f"{key} is not a number")
+        self._record(key, item.value, item)
+        return item.value
+
+    def optional_value(self, key: str) -> float | None:
+        """A number that may be unknown (an emission factor given as null), recorded."""
+        item = self.data.sourced(key)
+        number: Any = getattr(item, "value", None)
+        if number is not None and not isinstance(number, int | float):
+            raise KeyError(f"{key} is not a number")
+        self._record(key, None if number is None else float(number), item)
+        return None if number is None else float(number)
+
+    def fact(self, key: str) -> Sourced:
+        """A sourced value of any kind (a date, a text), recorded."""
+        item = self.data.sourced(key)
+        value = getattr(item, "value", None)
+        self._record(key, None if value is None else str(value), item)
+        return item
+
+    def bands(self, key: str) -> BandTable:
+        """A band table; record the chosen band with :meth:`chose_band`."""
+        item = self.data.sourced(key)
+        if not isinstance(item, BandTable):
+            raise KeyError(f"{key} is not a band table")
+        return item
+
+    def chose_band(self, key: str, cost_pln: float) -> None:
+        self._record(key, cost_pln, self.data.sourced(key))
+
+    def formula(self, function: F) -> F:
+        """``function`` itself, its name recorded: ``trace.formula(formulas.energy_gj)(x)``."""
+        name = function.__name__
+        if name not in self._formulas:
+            self._formulas.append(name)
+        return function
+
+    def extend(self, other: Trace) -> Trace:
+        """Take over what ``other`` used (the house's demand, the grant tier) before this computation."""
+        for key, reference in other._references.items():
+            self._references.setdefault(key, reference)
+        for name in other._formulas:
+            if name not in self._formulas:
+                self._formulas.append(name)
+        return self
+
+    def _record(self, key: str, value: float | str | None, item: Any) -> None:
+        if key not in self._references:
+            self._references[key] = DataReference(
+                key=key,
+                value=value,
+                source=item.source,
+                as_of=item.as_of.isoformat(),
+                unconfirmed=item.unconfirmed,
+            )
+
+    @property
+    def references(self) -> list[DataReference]:
+        return list(self._references.values())
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._references)
+
+    @property
+    def formulas(self) -> list[str]:
+        return list(self._formulas)
+
+    @property
+    def unconfirmed_keys(self) -> list[str]:
+        return [reference.key for reference in self._references.values() if reference.unconfirmed]

@@ -1,0 +1,22 @@
+"""How the calculator writes figures for a resident, in Polish: thousands separated by a space, a decimal
+comma, "zł"."""
+
+from __future__ import annotations
+
+NBSP = "\u00a0"
+
+
+def number_pl(value: float, decimals: int = 0) -> str:
+    """``12345.6`` → ``"12 346"``; with ``decimals=1`` → ``"12 345,6"`` (non-breaking spaces)."""
+    text = f"{value:,.{decimals}f}"
+    return text.replace(",", NBSP).replace(".", ",")
+
+
+def pln(value: float) -> str:
+    """An amount in whole złoty: ``"31 500 zł"``."""
+    return f"{number_pl(value)}{NBSP}zł"
+
+
+def percent_pl(fraction: float) -> str:
+    """``0.7`` → ``"70 %"``."""
+    return f"{number_pl(fraction * 100)}{NBSP}%"
