@@ -8,11 +8,11 @@ of each kind: PV from the inverters' ``energy_wh``, import and export from the g
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, literal, select, union_all
 
 from cloud.db.models import CounterReading, Device, Interval
 from cloud.db.upserts import upsert
@@ -117,12 +117,16 @@ def recompute_intervals(
     """
     if not touched:
         return 0
-    low_ms = min(
-        _reach_ms(connection, school_id, series, first_ms, True) for series, (first_ms, _) in touched.items()
-    )
-    high_ms = max(
-        _reach_ms(connection, school_id, series, last_ms, False) for series, (_, last_ms) in touched.items()
-    )
+    probes = [
+        probe
+        for series, (first_ms, last_ms) in touched.items()
+        for probe in ((series, first_ms, True), (series, last_ms, False))
+    ]
+    reach_ms = [
+        ts_ms if found is None else found[0]
+        for (_, ts_ms, _), found in zip(probes, _neighbours(connection, school_id, probes), strict=True)
+    ]
+    low_ms, high_ms = min(reach_ms), max(reach_ms)
     window_start_ms = low_ms // QUARTER_HOUR_MS * QUARTER_HOUR_MS
     window_end_ms = -(-high_ms // QUARTER_HOUR_MS) * QUARTER_HOUR_MS
     readings = _readings_around(connection, school_id, window_start_ms, window_end_ms)
@@ -141,23 +145,35 @@ def recompute_intervals(
     return len(rows)
 
 
-def _neighbour(
-    connection: Connection, school_id: str, series: Series, ts_ms: int, *, before: bool
-) -> tuple[int, float] | None:
-    """The series' reading (time, value) just before (or after) ``ts_ms``, if there is one."""
+Probe = tuple[Series, int, bool]
+
+
+def _neighbours(
+    connection: Connection, school_id: str, probes: Sequence[Probe]
+) -> list[tuple[int, float] | None]:
+    """For each probe (series, time, before), the series' reading (time, value) just before (or after) that
+    time, if there is one; one query for all of them, each part an index lookup."""
     column = _READINGS.c.ts_ms
-    row = connection.execute(
-        select(column, _READINGS.c.value_wh)
-        .where(
-            _READINGS.c.school_id == school_id,
-            _READINGS.c.device_id == series.device_id,
-            _READINGS.c.quantity == series.quantity,
-            column < ts_ms if before else column > ts_ms,
+    parts = [
+        select(
+            select(literal(index).label("probe"), column, _READINGS.c.value_wh)
+            .where(
+                _READINGS.c.school_id == school_id,
+                _READINGS.c.device_id == series.device_id,
+                _READINGS.c.quantity == series.quantity,
+                column < ts_ms if before else column > ts_ms,
+            )
+            .order_by(column.desc() if before else column.asc())
+            .limit(1)
+            .subquery()
         )
-        .order_by(column.desc() if before else column.asc())
-        .limit(1)
-    ).first()
-    return None if row is None else (int(row[0]), float(row[1]))
+        for index, (series, ts_ms, before) in enumerate(probes)
+    ]
+    found: list[tuple[int, float] | None] = [None] * len(probes)
+    if parts:
+        for index, ts_ms, value_wh in connection.execute(union_all(*parts)):
+            found[index] = (int(ts_ms), float(value_wh))
+    return found
 
 
 def _readings_around(
@@ -193,22 +209,17 @@ def _readings_around(
         for device_id, kind in devices
         for quantity in COUNTERS[DeviceKind(kind)]
     }
-    for series in sorted(expected | readings.keys()):
-        for found in (
-            _neighbour(connection, school_id, series, window_start_ms, before=True),
-            _neighbour(connection, school_id, series, window_end_ms, before=False),
-        ):
-            if found is not None:
-                data = readings.setdefault(series, SeriesReadings())
-                data.ts_ms.append(found[0])
-                data.value_wh.append(found[1])
+    probes = [
+        probe
+        for series in sorted(expected | readings.keys())
+        for probe in ((series, window_start_ms, True), (series, window_end_ms, False))
+    ]
+    for (series, _, _), found in zip(probes, _neighbours(connection, school_id, probes), strict=True):
+        if found is not None:
+            data = readings.setdefault(series, SeriesReadings())
+            data.ts_ms.append(found[0])
+            data.value_wh.append(found[1])
     return readings
-
-
-def _reach_ms(connection: Connection, school_id: str, series: Series, ts_ms: int, before: bool) -> int:
-    """How far the effect of a reading at ``ts_ms`` reaches: to the series' neighbouring reading."""
-    found = _neighbour(connection, school_id, series, ts_ms, before=before)
-    return ts_ms if found is None else found[0]
 
 
 def _log_new_resets(school_id: str, resets: list[Reset], touched: Mapping[Series, tuple[int, int]]) -> None:
