@@ -115,8 +115,8 @@ def default_counters(site: Site, *, start_ms: int, seed: int) -> Counters:
     """Plausible counters at `start_ms`: a PV roof producing since 2021, a recently replaced meter.
 
     The PV counter is about 1,000 kWh per kWp for each year since mid-2021 (±5 % by seed). The meter
-    counters stay below 4,000 kWh: the SDM630 keeps kWh as float32, spaced at most 0.24 Wh there,
-    and grows with the reading (7.8 Wh at 100 MWh), so that a test can check readings to 1 Wh
+    counters stay below 4,000 kWh: the SDM630 keeps kWh as float32, whose spacing is at most 0.24 Wh
+    there and grows with the reading (7.8 Wh at 100 MWh); a test can then check readings to 1 Wh
     (docs/simulators.md).
     """
     draws = hash_uniform(site_seed(site.id, seed), _STREAM_COUNTERS, np.arange(3))
