@@ -11,6 +11,7 @@ import csv
 import io
 import itertools
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def build_sample() -> dict[str, str]:
         for line in heat_lines
     ]
 
-    def collection(items: list[dict[str, object]]) -> str:
+    def collection(items: Sequence[Mapping[str, object]]) -> str:
         # One feature a line: readable diffs when the sample changes.
         lines = ",\n".join(json.dumps(item, ensure_ascii=False) for item in items)
         return '{"type": "FeatureCollection", "features": [\n' + lines + "\n]}\n"
