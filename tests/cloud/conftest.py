@@ -18,7 +18,9 @@ from cloud.db.engine import make_engine
 from cloud.db.register import prepare_database
 from cloud.ingest.counters import QUARTER_HOUR_MS
 from cloud.settings import Settings
+from common.broker import parse_broker_url
 from common.clock import ManualClock
+from common.mqtt import make_client
 from common.sites import Site
 from common.wire import DeviceKind, Sample, TelemetryBatch
 from tests import servers
@@ -153,13 +155,7 @@ Publish = Callable[..., None]
 @pytest.fixture
 def publish(broker: servers.Broker) -> Iterator[Publish]:
     """Publish at QoS 1 to the test broker and wait until the broker has the message."""
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-        client_id=unique_id("publisher-"),
-        protocol=mqtt.MQTTv5,
-    )
+    client = make_client(parse_broker_url(broker.url), unique_id("publisher-"))
     client.connect(broker.host, broker.port)
     client.loop_start()
 

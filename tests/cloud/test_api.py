@@ -11,7 +11,7 @@ from sqlalchemy import text
 from cloud.api.main import create_app
 from cloud.ingest.store import Message, TelemetryStore, known_school_ids
 from common.clock import iso_from_ms
-from common.wire import Channel, LinkState, Status, encode, school_topic
+from common.wire import Channel, LinkState, Sample, Status, encode, school_topic
 from tests.cloud.conftest import NOW_MS, CloudDb, Q, make_batch, meter_sample, pv_sample
 
 # Midnight in Warsaw on the test's day: 2026-03-01T23:00:00Z (UTC+1 in winter).
@@ -30,7 +30,7 @@ def store(db: CloudDb, *messages: Message) -> None:
     TelemetryStore(db.engine, db.clock, known_school_ids(db.engine)).store(list(messages))
 
 
-def telemetry(school_id: str, samples: list) -> Message:  # type: ignore[type-arg]
+def telemetry(school_id: str, samples: list[Sample]) -> Message:
     return Message(school_topic(school_id, Channel.TELEMETRY), encode(make_batch(school_id, samples)), NOW_MS)
 
 
