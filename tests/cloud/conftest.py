@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -109,16 +107,6 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {timeout_s} s")
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[servers.Postgres]:
-    """PostgreSQL in a directory its own user can reach: run as root, pytest's temporary directories are
-    private to root and the server (which runs as ``postgres``) could not open its data directory there."""
-    with tempfile.TemporaryDirectory(prefix="lokalnie-cloud-postgres-") as directory:
-        os.chmod(directory, 0o755)
-        with servers.postgres(Path(directory) / "cluster") as running:
-            yield running
 
 
 @dataclass
