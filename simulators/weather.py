@@ -32,8 +32,10 @@ _CLOUD_OCTAVE_WEIGHTS = (0.5, 0.3, 0.2)
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def hash_uniform(seed: int, stream: int, index: ArrayLike) -> FloatArray:
+def hash_uniform(seed: int, stream: ArrayLike, index: ArrayLike) -> FloatArray:
     """A uniform number in [0, 1) for each integer lattice index, fixed by seed and stream.
+
+    `stream` and `index` broadcast against each other.
 
     Notes
     -----
@@ -48,7 +50,7 @@ def hash_uniform(seed: int, stream: int, index: ArrayLike) -> FloatArray:
     with np.errstate(over="ignore"):
         x = np.asarray(index, dtype=np.int64).astype(np.uint64)
         x = x * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0xBF58476D1CE4E5B9)
-        x = x + np.uint64(stream) * np.uint64(0x94D049BB133111EB)
+        x = x + np.asarray(stream, dtype=np.int64).astype(np.uint64) * np.uint64(0x94D049BB133111EB)
         x &= _MASK64
         x ^= x >> np.uint64(30)
         x = x * np.uint64(0xBF58476D1CE4E5B9)
@@ -59,7 +61,7 @@ def hash_uniform(seed: int, stream: int, index: ArrayLike) -> FloatArray:
 
 
 def value_noise(
-    epoch_s: ArrayLike, period_s: float, *, seed: int, stream: int, offset_s: float = 0.0
+    epoch_s: ArrayLike, period_s: float, *, seed: int, stream: ArrayLike, offset_s: float = 0.0
 ) -> FloatArray:
     """Smooth noise in [0, 1): lattice values every `period_s`, joined by a smoothstep.
 
@@ -69,8 +71,10 @@ def value_noise(
         Times in seconds since the Unix epoch.
     period_s : float
         Spacing of the lattice [s]; the noise changes on this time scale.
-    seed, stream : int
-        Select the lattice values.
+    seed : int
+        Selects the lattice values.
+    stream : int or array of int
+        Selects independent noises under one seed; broadcasts against `epoch_s`.
     offset_s : float
         Shift of the lattice against the epoch [s].
 

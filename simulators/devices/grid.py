@@ -25,17 +25,11 @@ def phase_voltages_v(ts_ms: int, grid_power_w: float, *, seed: int) -> tuple[flo
     :math:`V = 230 + 4 (n_{10min} - 0.5) - 5\\cdot10^{-5} P_{grid}`: a slow wander of a few volts per
     phase and a rise while the school exports.
     """
-    seconds = ts_ms / 1000.0
     rise_v = -VOLTAGE_RISE_V_PER_W * grid_power_w
-    wander = [
-        4.0 * (float(value_noise(seconds, 600.0, seed=seed, stream=_STREAM_VOLTAGE + phase)) - 0.5)
-        for phase in range(3)
-    ]
-    return (
-        NOMINAL_PHASE_V + wander[0] + rise_v,
-        NOMINAL_PHASE_V + wander[1] + rise_v,
-        NOMINAL_PHASE_V + wander[2] + rise_v,
-    )
+    streams = np.arange(_STREAM_VOLTAGE, _STREAM_VOLTAGE + 3)
+    wander = 4.0 * (value_noise(ts_ms / 1000.0, 600.0, seed=seed, stream=streams) - 0.5)
+    level_a, level_b, level_c = (float(volts) for volts in NOMINAL_PHASE_V + wander + rise_v)
+    return level_a, level_b, level_c
 
 
 def frequency_hz(ts_ms: int, *, seed: int) -> float:
