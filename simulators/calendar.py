@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import holidays
-from dateutil.easter import easter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.config import load_yaml_model
@@ -163,10 +162,25 @@ def christmas_break(year: int) -> DateRange:
     return DateRange(first, dt.date(year, 12, 31))
 
 
+def easter_sunday(year: int) -> dt.date:
+    """Western Easter Sunday of a year (the anonymous Gregorian algorithm of Meeus/Butcher)."""
+    golden = year % 19
+    century, year_in_century = divmod(year, 100)
+    leap_centuries, century_rest = divmod(century, 4)
+    moon_correction = (century + 8) // 25
+    epact_shift = (century - moon_correction + 1) // 3
+    epact = (19 * golden + century - leap_centuries - epact_shift + 15) % 30
+    leap_years, year_rest = divmod(year_in_century, 4)
+    weekday_shift = (32 + 2 * century_rest + 2 * leap_years - epact - year_rest) % 7
+    correction = (golden + 11 * epact + 22 * weekday_shift) // 451
+    month, day = divmod(epact + weekday_shift - 7 * correction + 114, 31)
+    return dt.date(year, month, day + 1)
+
+
 def spring_break(year: int) -> DateRange:
     """From the Thursday before Easter to the Tuesday after it (§ 3 ust. 1 pkt 3)."""
-    easter_sunday = easter(year)
-    return DateRange(easter_sunday - dt.timedelta(days=3), easter_sunday + dt.timedelta(days=2))
+    easter = easter_sunday(year)
+    return DateRange(easter - dt.timedelta(days=3), easter + dt.timedelta(days=2))
 
 
 def assumed_winter_break(year: int) -> DateRange:

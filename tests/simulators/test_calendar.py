@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import holidays
 import pytest
 import yaml
 
@@ -13,6 +14,7 @@ from simulators.calendar import (
     DayKind,
     SchoolCalendar,
     default_calendar,
+    easter_sunday,
     first_lesson_day,
     last_lesson_day,
     school_year_by_rules,
@@ -95,3 +97,10 @@ def test_years_outside_the_data_follow_the_rules() -> None:
     assert calendar.break_on(D(2028, 12, 27)) == BreakKind.CHRISTMAS
     assert calendar.day_kind(D(2028, 7, 12)) == DayKind.SCHOOL_BREAK
     assert calendar.day_kind(D(2028, 10, 10)) == DayKind.LESSON_DAY
+
+
+def test_easter_agrees_with_the_holidays_package() -> None:
+    polish = holidays.country_holidays("PL", years=range(2000, 2061))
+    easters = sorted(day for day, name in polish.items() if name == "Easter Sunday")
+    assert [easter_sunday(day.year) for day in easters] == easters
+    assert len(easters) == 61
