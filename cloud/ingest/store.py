@@ -7,6 +7,7 @@ has returned, that is after the transaction holding it has been committed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -14,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, Table, insert, select, text
 
 from cloud.db.models import (
     DEAD_LETTER_PAYLOAD_BYTES,
@@ -126,8 +127,8 @@ class TelemetryStore:
             for status, received_ms in triage.statuses:
                 _store_status(connection, status, received_ms, now_ms)
             report.statuses = len(triage.statuses)
-        for topic, text in triage.log_lines:
-            logger.warning("refused on %r: %s", topic, text)
+        for topic, what in triage.log_lines:
+            logger.warning("refused on %r: %s", topic, what)
         return report
 
     def store_refusal(self, message: Message, reason: str) -> None:
@@ -297,6 +298,7 @@ def _store_samples(
     if not accepted:
         return
     dialect = connection.dialect.name
+    _lock_schools(connection, {key[0] for key in accepted})
     statement = insert_ignoring_conflicts(_SAMPLES, dialect, ["school_id", "stream", "seq"]).returning(
         _SAMPLES.c.school_id, _SAMPLES.c.stream, _SAMPLES.c.seq
     )
@@ -321,6 +323,25 @@ def _store_samples(
             spans[series] = (min(first_ms, ts_ms), max(last_ms, ts_ms))
     for school_id, spans in touched.items():
         report.intervals += recompute_intervals(connection, school_id, spans, now_ms)
+
+
+def _lock_schools(connection: Connection, school_ids: Collection[str]) -> None:
+    """Make concurrent transactions on a school's readings take turns (PostgreSQL; SQLite has one writer).
+
+    Two ingest processes of a group may store consecutive messages of one school at once; each recomputes
+    intervals from the readings it can see, so the second must wait until the first has committed. Locks are
+    taken in one order, so two transactions never wait for each other.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    for key in sorted(_lock_key(school_id) for school_id in school_ids):
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _lock_key(school_id: str) -> int:
+    """A stable signed 64-bit number for a school's advisory lock."""
+    digest = hashlib.blake2b(f"lokalnie-readings:{school_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _counters_read(sample: Sample) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +15,7 @@ from cloud.db.models import CounterReading, DeadLetter, Interval, Link
 from cloud.db.models import Sample as SampleRow
 from cloud.ingest.counters import QUARTER_HOUR_MS
 from cloud.ingest.intervals import INTERVAL_COLUMNS, Series, SeriesReadings, interval_rows
-from cloud.ingest.store import Message, TelemetryStore, known_school_ids
+from cloud.ingest.store import Message, TelemetryStore, _lock_schools, known_school_ids
 from common.wire import COUNTERS, Channel, LinkState, Status, encode, school_topic
 from tests.cloud.conftest import NOW_MS, CloudDb, make_batch, meter_sample, pv_sample
 
@@ -245,6 +246,25 @@ def test_status_messages_set_the_link_and_older_ones_change_nothing(cloud_db: Cl
     wrong_school = Status(school=cloud_db.school_ids[1], state=LinkState.ONLINE, since_ms=NOW_MS)
     report = store.store([Message(topic, encode(wrong_school), NOW_MS), Message(topic, b"[]", NOW_MS)])
     assert report.dead_letters == 2 and report.statuses == 0
+
+
+def test_transactions_on_one_school_take_turns_on_postgresql(cloud_db: CloudDb) -> None:
+    if not cloud_db.settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has a single writer anyway")
+    school = cloud_db.school_ids[0]
+    store = store_for(cloud_db)
+    message = telemetry(school, encode(make_batch(school, [pv_sample(1, NOW_MS, 1.0)])))
+    with cloud_db.engine.connect() as other:
+        other.begin()
+        _lock_schools(other, [school])
+        worker = threading.Thread(target=store.store, args=([message],))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive(), "the store did not wait for the other transaction on the school"
+        other.commit()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert count(cloud_db, SampleRow, SampleRow.school_id == school) == 1
 
 
 def test_every_counter_of_the_wire_contract_feeds_an_interval_column() -> None:
