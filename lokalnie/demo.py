@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,9 +23,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from common.clock import CLOCK_ENV, ScaledClock, SystemClock, datetime_from_ms, parse_iso_ms
+from common.clock import CLOCK_ENV, ScaledClock, SystemClock, datetime_from_ms, ms_from_datetime
 from common.config import ConfigError
 from common.sites import Site, load_sites
+from lokalnie.ports import free_port, free_port_run, port_is_free
 from lokalnie.processes import ProcessGroup
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,34 +35,16 @@ MOSQUITTO_PATHS = ("mosquitto", "/usr/sbin/mosquitto")
 STARTUP_S = 3.0
 
 
+def warsaw_time_ms(text: str) -> int:
+    """An ISO 8601 time as epoch ms; a time without an offset is read as Warsaw time, as a person means it."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=WARSAW)
+    return ms_from_datetime(moment)
+
+
 def find_mosquitto() -> str | None:
     return next((found for path in MOSQUITTO_PATHS if (found := shutil.which(path))), None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def free_port_run(count: int, first: int = 15020) -> int:
-    """The first of ``count`` consecutive loopback ports that are all free."""
-    start = first
-    while start + count < 65000:
-        busy = next((port for port in range(start, start + count) if not _port_free(port)), None)
-        if busy is None:
-            return start
-        start = busy + 1
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def demo_command(
@@ -92,11 +74,11 @@ def demo_command(
         raise typer.Exit(2)
     try:
         sites = load_sites(sites_dir)
-        start_ms = parse_iso_ms(start) if start else SystemClock().now_ms()
+        start_ms = warsaw_time_ms(start) if start else SystemClock().now_ms()
     except (ConfigError, ValueError) as error:
         console.print(f"[red]cannot start:[/red] {error}")
         raise typer.Exit(2) from None
-    if not _port_free(port):
+    if not port_is_free(port):
         console.print(f"[red]port {port} is in use[/red]; choose another with --port")
         raise typer.Exit(2)
 

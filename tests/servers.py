@@ -19,12 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from lokalnie.ports import free_port
 
 
 def wait_for_port(port: int, timeout_s: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -217,26 +212,6 @@ def _create_database(port: int) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError(f"could not create the test database: {done.stderr.decode()}")
-
-
-def free_port_run(count: int, first: int = 20000) -> int:
-    """The first of ``count`` consecutive loopback ports that are all free (for a row of simulated devices)."""
-    start = first
-    while start + count < 60000:
-        busy = next((port for port in range(start, start + count) if not _port_is_free(port)), None)
-        if busy is None:
-            return start
-        start = busy + 1
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def wait_for_log(
