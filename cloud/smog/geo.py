@@ -259,13 +259,30 @@ def nearest_segment_distance_brute_m(
     return np.asarray(distances.min(axis=1), dtype=np.float64)
 
 
+def _split_segments(segments: FloatArray, max_length_m: float) -> FloatArray:
+    """Each segment cut into equal pieces no longer than ``max_length_m``."""
+    if len(segments) == 0:
+        return segments
+    lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+    counts = np.maximum(np.ceil(lengths / max_length_m), 1).astype(np.int64)
+    owner = np.repeat(np.arange(len(segments)), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    step = (np.arange(owner.size) - first).astype(np.float64)
+    total = counts[owner].astype(np.float64)
+    start, end = step / total, (step + 1.0) / total
+    a = segments[owner, :2]
+    delta = segments[owner, 2:] - a
+    return np.column_stack([a + delta * start[:, None], a + delta * end[:, None]])
+
+
 class SegmentIndex:
     """A uniform grid over line segments that answers "how far is the nearest segment" for many points.
 
-    Each segment is filed in every cell its bounding box touches. Points are answered cell by cell: the
-    square of cells within ``k`` rings of a point's cell is searched for k = 0, 1, …; a nearest distance
-    found there is final once it is at most ``k × cell_m``, because every segment outside the square lies
-    at least that far away.
+    Each segment is filed in every cell its bounding box touches. Points are answered together, cell by
+    cell, in two passes. First the occupied cells nearest (in rings of cells) to the points' cell give an
+    upper bound :math:`d` of each point's distance. Every segment within :math:`d` of a point has a point in
+    a cell at most :math:`\\lfloor d / c \\rfloor + 1` rings away (cell size :math:`c`), so the second pass
+    over those rings gives the exact nearest distance.
 
     Parameters
     ----------
@@ -280,23 +297,25 @@ class SegmentIndex:
             raise ValueError("cell_m must be positive")
         self.segments = np.asarray(segments, dtype=np.float64).reshape(-1, 4)
         self.cell_m = float(cell_m)
-        self._cells: dict[tuple[int, int], FloatArray] = {}
-        if len(self.segments) == 0:
-            self._bounds = (0, 0, -1, -1)
-            return
-        xs = self.segments[:, [0, 2]]
-        ys = self.segments[:, [1, 3]]
-        i0 = np.floor(xs.min(axis=1) / self.cell_m).astype(np.int64)
-        i1 = np.floor(xs.max(axis=1) / self.cell_m).astype(np.int64)
-        j0 = np.floor(ys.min(axis=1) / self.cell_m).astype(np.int64)
-        j1 = np.floor(ys.max(axis=1) / self.cell_m).astype(np.int64)
+        # Long segments are cut into pieces no longer than a cell, so that each piece's bounding box covers
+        # at most 2 × 2 cells; the distance to a segment is the least distance to its pieces.
+        self._pieces = _split_segments(self.segments, self.cell_m)
         filed: dict[tuple[int, int], list[int]] = {}
-        for number in range(len(self.segments)):
-            for i in range(int(i0[number]), int(i1[number]) + 1):
-                for j in range(int(j0[number]), int(j1[number]) + 1):
-                    filed.setdefault((i, j), []).append(number)
-        self._cells = {cell: self.segments[numbers] for cell, numbers in filed.items()}
-        self._bounds = (int(i0.min()), int(j0.min()), int(i1.max()), int(j1.max()))
+        if len(self._pieces):
+            xs = self._pieces[:, [0, 2]]
+            ys = self._pieces[:, [1, 3]]
+            i0 = np.floor(xs.min(axis=1) / self.cell_m).astype(np.int64)
+            i1 = np.floor(xs.max(axis=1) / self.cell_m).astype(np.int64)
+            j0 = np.floor(ys.min(axis=1) / self.cell_m).astype(np.int64)
+            j1 = np.floor(ys.max(axis=1) / self.cell_m).astype(np.int64)
+            for number in range(len(self._pieces)):
+                for i in range(int(i0[number]), int(i1[number]) + 1):
+                    for j in range(int(j0[number]), int(j1[number]) + 1):
+                        filed.setdefault((i, j), []).append(number)
+        keys = list(filed)
+        self._cell_i = np.array([key[0] for key in keys], dtype=np.int64)
+        self._cell_j = np.array([key[1] for key in keys], dtype=np.int64)
+        self._cell_segments = [np.asarray(filed[key], dtype=np.int64) for key in keys]
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -318,27 +337,13 @@ class SegmentIndex:
             result[indices] = self._answer_cell(i, j, points_x[indices], points_y[indices])
         return result
 
+    def _segments_within(self, rings: FloatArray, limit: float) -> FloatArray:
+        chosen = [self._cell_segments[number] for number in np.flatnonzero(rings <= limit)]
+        return self._pieces[np.unique(np.concatenate(chosen))]
+
     def _answer_cell(self, i: int, j: int, xs: FloatArray, ys: FloatArray) -> FloatArray:
-        min_i, min_j, max_i, max_j = self._bounds
-        # Beyond this many rings the square holds the whole grid, and every segment has been tried.
-        last_ring = max(abs(i - min_i), abs(i - max_i), abs(j - min_j), abs(j - max_j))
-        best = np.full(xs.shape, np.inf)
-        open_points = np.arange(len(xs))
-        ring = 0
-        while open_points.size:
-            candidates = [
-                self._cells[(a, b)]
-                for a in range(i - ring, i + ring + 1)
-                for b in range(j - ring, j + ring + 1)
-                if (a, b) in self._cells
-            ]
-            if candidates:
-                segments = np.concatenate(candidates)
-                best[open_points] = nearest_segment_distance_brute_m(
-                    xs[open_points], ys[open_points], segments
-                )
-            if ring >= last_ring:
-                break
-            open_points = open_points[~(best[open_points] <= ring * self.cell_m)]
-            ring += 1
-        return best
+        # Rings between the points' cell and each occupied cell (Chebyshev distance in cells).
+        rings = np.maximum(np.abs(self._cell_i - i), np.abs(self._cell_j - j)).astype(np.float64)
+        bound = nearest_segment_distance_brute_m(xs, ys, self._segments_within(rings, float(rings.min())))
+        reach = float(np.floor(bound.max() / self.cell_m) + 1.0)
+        return nearest_segment_distance_brute_m(xs, ys, self._segments_within(rings, reach))
