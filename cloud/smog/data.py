@@ -360,16 +360,15 @@ class BuildingStandard(_Model):
     heat_demand_kwh_per_m2_year: PositiveValue
 
 
+class HoursPerYearValue(SourcedValue):
+    """Hours in a year: a heat source cannot run at full power longer than the year's 8,760 hours."""
+
+    value: Annotated[float, Field(gt=0, le=8760, allow_inf_nan=False)]
+
+
 class DemandFile(_Model):
     standards: Annotated[dict[str, BuildingStandard], Field(min_length=1)]
-    full_load_hours_h: Annotated[PositiveValue, Field()]
-
-    @model_validator(mode="after")
-    def _plausible_hours(self) -> DemandFile:
-        # A year has 8,760 hours; a heat source that ran at full power longer than that is a typo.
-        if self.full_load_hours_h.value > 8760:
-            raise ValueError("full_load_hours_h.value must be at most 8760 (hours in a year)")
-        return self
+    full_load_hours_h: HoursPerYearValue
 
 
 # --- network.yaml ----------------------------------------------------------------------------------------
@@ -420,6 +419,11 @@ class SmogData(_Model):
                 if part not in node:
                     raise KeyError(key)
                 node = node[part]
+            elif isinstance(node, list):
+                matches = [item for item in node if getattr(item, "key", None) == part]
+                if not matches:
+                    raise KeyError(key)
+                node = matches[0]
             elif isinstance(node, BaseModel) and part in type(node).model_fields:
                 node = getattr(node, part)
             else:
