@@ -161,3 +161,12 @@ def test_missing_file_and_several_problems_reported_together(data_copy: Path) ->
     text = str(refused.value)
     assert "network.yaml: file is missing" in text
     assert "prices.yaml: lpg.price_pln_per_litre.value" in text
+
+
+def test_a_key_given_twice_is_refused(data_copy: Path) -> None:
+    file = data_copy / "network.yaml"
+    file.write_text(
+        file.read_text(encoding="utf-8") + "natural_gas:\n  max_distance_m: 5\n", encoding="utf-8"
+    )
+    with pytest.raises(SmogDataError, match=r"network.yaml: not valid YAML .*appears twice"):
+        load_smog_data(data_copy)
