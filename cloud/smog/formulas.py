@@ -250,17 +250,27 @@ def annuity_payment_pln_per_month(principal_pln: Numeric, annual_rate: Numeric, 
     return _out(payment)
 
 
-def loan_total_repaid_pln(principal_pln: Numeric, annual_rate: Numeric, years: Numeric) -> Numeric:
-    """Everything repaid over a loan's term: :math:`12\\,T\\,A`, and exactly :math:`P` at a zero rate."""
-    payment = np.asarray(annuity_payment_pln_per_month(principal_pln, annual_rate, years))
-    total = payment * np.asarray(years, dtype=np.float64) * MONTHS_PER_YEAR
-    # At a zero rate the sum of P/n, n times, can differ from P in the last bit; the loan repays exactly P.
-    return _out(np.where(np.asarray(annual_rate) > 0, total, principal_pln))
-
-
 def loan_total_interest_pln(principal_pln: Numeric, annual_rate: Numeric, years: Numeric) -> Numeric:
-    """Interest paid over a loan's term: :math:`12\\,T\\,A - P`."""
-    return _out(np.subtract(loan_total_repaid_pln(principal_pln, annual_rate, years), principal_pln))
+    """Interest paid over a loan's term.
+
+    Notes
+    -----
+    .. math:: I = 12\\,T\\,A - P = P \\left(\\frac{n\\,r}{1 - (1 + r)^{-n}} - 1\\right) \\ge 0
+
+    and exactly 0 at a zero rate. Written as a multiple of :math:`P` so that rounding cannot make a loan
+    with a positive rate repay less than it lent.
+    """
+    rate = np.asarray(annual_rate, dtype=np.float64) / MONTHS_PER_YEAR
+    months = np.asarray(years, dtype=np.float64) * MONTHS_PER_YEAR
+    discount = -np.expm1(-months * np.log1p(rate))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(rate > 0, months * rate / np.where(rate > 0, discount, 1.0) - 1.0, 0.0)
+    return _out(np.asarray(principal_pln, dtype=np.float64) * np.maximum(factor, 0.0))
+
+
+def loan_total_repaid_pln(principal_pln: Numeric, annual_rate: Numeric, years: Numeric) -> Numeric:
+    """Everything repaid over a loan's term: :math:`P + I`, exactly :math:`P` at a zero rate."""
+    return _out(np.add(principal_pln, loan_total_interest_pln(principal_pln, annual_rate, years)))
 
 
 def emission_kg_per_year(fuel_energy_gj_per_year: Numeric, factor_g_per_gj: Numeric) -> Numeric:
