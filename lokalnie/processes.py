@@ -15,7 +15,8 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child between fork and exec: ask the kernel for SIGTERM when the parent dies."""
     # Linux only: if the parent is killed (even with SIGKILL), the kernel sends this child SIGTERM.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -40,7 +41,7 @@ class ProcessGroup:
                 stdin=subprocess.DEVNULL,
                 env=dict(env) if env is not None else None,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.processes.append((name, process))
         return process

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lokalnie.ports import free_port
+from lokalnie.processes import die_with_parent
 
 
 def wait_for_port(port: int, timeout_s: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -51,7 +52,14 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> N
 def start(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a program in its own process group with output to ``log_path``."""
     log = log_path.open("ab")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    return subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+        preexec_fn=die_with_parent,
+    )
 
 
 def require(program: str) -> str:
@@ -83,6 +91,8 @@ def mosquitto_config(port: int, directory: Path, extra: str = "") -> str:
         "persistence false\n"
         "max_queued_messages 0\n"
         "max_inflight_messages 0\n"
+        # Stay root when the tests run as root: a process that changes user loses its parent-death signal.
+        "user root\n"
         f"log_dest file {directory / 'mosquitto.log'}\n"
         "log_type error\nlog_type warning\nlog_type notice\n" + extra
     )

@@ -40,9 +40,23 @@ def live_views(api: httpx.Client) -> dict[str, dict[str, object]]:
 def test_demo_shows_sixteen_sunny_schools_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "lokalnie", "demo", "--speed", "120", "--start", "2026-06-15T10:00:00",
-         "--port", str(port), "--work-dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "lokalnie",
+            "demo",
+            "--speed",
+            "120",
+            "--start",
+            "2026-06-15T10:00:00",
+            "--port",
+            str(port),
+            "--work-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         first: dict[str, dict[str, object]] = {}

@@ -26,6 +26,7 @@ from common.clock import CLOCK_ENV, ManualClock, ScaledClock, parse_iso_ms
 from common.sites import Site, load_site
 from edge.agent import EdgeAgent, build_pollers
 from edge.outbox import Outbox
+from lokalnie.ports import free_port_run
 from simulators.loopback import loopback_site
 from simulators.model import Counters
 from simulators.server import SiteSimulator
@@ -46,7 +47,7 @@ def school_sites(tmp_path: Path) -> list[Site]:
     """The three schools moved to loopback ports, polled every 30 s, written where the ingest reads sites."""
     sites_dir = tmp_path / "sites"
     sites_dir.mkdir()
-    first_port = servers.free_port_run(2 * len(SCHOOLS))
+    first_port = free_port_run(2 * len(SCHOOLS))
     sites = []
     for index, school in enumerate(SCHOOLS):
         site = loopback_site(load_site(SITES_DIR / f"{school}.yaml"), first_port + 2 * index)

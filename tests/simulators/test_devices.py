@@ -28,6 +28,7 @@ MIDNIGHT_MS = LESSON_MONDAY_MS + 24 * 3_600_000 - 60_000
 
 def sunspec_json(model_id: int) -> dict[str, object] | None:
     import sunspec2
+
     path = Path(sunspec2.__file__).parent / "models" / "json" / f"model_{model_id}.json"
     return json.loads(path.read_text()) if path.exists() else None
 

@@ -269,6 +269,7 @@ def test_faults_are_read_on_every_request(sp5: Site) -> None:
 
 def test_pysunspec2_reads_the_inverter(sp5: Site) -> None:
     import sunspec2.modbus.client as client_module
+
     site = on_free_ports(sp5)
     port, unit = endpoint(site, "inverter")
 
