@@ -144,6 +144,37 @@ class Status(_Strict):
     agent: str = ""
 
 
+class Severity(StrEnum):
+    """How urgently a person must act on a health event."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class HealthEvent(_Strict):
+    """A change in a school's health, on its events topic: a condition raised (``active``) or cleared.
+
+    ``code`` names the condition (``device_unreachable``, ``inverter_fault``, ``counter_backwards``,
+    ``clock_jump``, ``outbox_dropped``, ...); together with ``device`` it identifies the condition, so that a
+    later message with ``active`` false clears the one raised before. ``message_pl`` is what the school's
+    caretaker reads.
+    """
+
+    v: Literal[1] = PROTOCOL_VERSION
+    school: Annotated[str, Field(pattern=SCHOOL_ID_PATTERN)]
+    # The outbox row identity of the event, as for samples: the cloud stores each (school, stream, seq) once.
+    stream: Annotated[str, Field(pattern=r"^[0-9a-f]{8,32}$")]
+    seq: Annotated[int, Field(ge=1)]
+    device: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)] | None = None
+    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+    severity: Severity
+    active: bool
+    ts_ms: EpochMs
+    message_pl: Annotated[str, Field(min_length=1, max_length=500)]
+    details: dict[Annotated[str, Field(pattern=QUANTITY_PATTERN)], float | str | None] = {}
+
+
 def encode(message: BaseModel) -> bytes:
     """The JSON bytes of a wire message."""
     return message.model_dump_json(exclude_none=False).encode()
@@ -155,6 +186,16 @@ def decode_batch(payload: bytes) -> TelemetryBatch:
         raise WireError(f"payload of {len(payload)} bytes is over the limit of {MAX_PAYLOAD_BYTES}")
     try:
         return TelemetryBatch.model_validate_json(payload)
+    except ValidationError as error:
+        raise WireError(_first_errors(error)) from None
+
+
+def decode_event(payload: bytes) -> HealthEvent:
+    """Parse a health event; `WireError` with a readable reason if it breaks the contract."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError(f"payload of {len(payload)} bytes is over the limit of {MAX_PAYLOAD_BYTES}")
+    try:
+        return HealthEvent.model_validate_json(payload)
     except ValidationError as error:
         raise WireError(_first_errors(error)) from None
 
