@@ -57,5 +57,8 @@ def report(
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     ratio = f"{result['ratio']:.3f}" if result["ratio"] is not None else "n/a"
-    print(f"{name}: {metric} = {value:.4g} {unit}; baseline ({baseline_name}) = {baseline:.4g} {unit}; ratio {ratio}")
+    print(
+        f"{name}: {metric} = {value:.4g} {unit}; "
+        f"baseline ({baseline_name}) = {baseline:.4g} {unit}; ratio {ratio}"
+    )
     return result
