@@ -36,7 +36,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install debs-test
-	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python -m bench.$$(basename $$script .py) || exit 1; done
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache
