@@ -48,7 +48,7 @@ def loopback_sites(directory: Path) -> list[Site]:
 
 
 async def run_edge(sites: list[Site], broker_url: str, work: Path, tag: str) -> tuple[float, int]:
-    """Poll every school POLLS times as fast as possible; return (seconds until the outboxes drained, readings)."""
+    """Poll every school POLLS times, fast; return (seconds until the outboxes drained, readings)."""
     clock = ManualClock(START_MS - 1)
     simulators = [SiteSimulator(site, clock, seed=i) for i, site in enumerate(sites)]
     for simulator in simulators:
