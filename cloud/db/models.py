@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Float,
     ForeignKey,
     Index,
@@ -34,6 +35,27 @@ NAMING_CONVENTION = {
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
 DEAD_LETTER_REASON_CHARS = 1000
+
+USERNAME_CHARS = 64
+DISPLAY_NAME_CHARS = 200
+ROLE_CHARS = 32
+FIRM_ID_CHARS = 64
+API_KEY_NAME_CHARS = 100
+API_KEY_PREFIX_CHARS = 16
+# SHA-256 in hex.
+SECRET_HASH_CHARS = 64
+AUDIT_ACTION_CHARS = 64
+AUDIT_TARGET_CHARS = 200
+AUDIT_ACTOR_CHARS = 200
+CLIENT_IP_CHARS = 45
+
+# A principal's scope matches its role: a school administrator has a school and no firm, a firm account a
+# firm and no school, everyone else neither.
+_SCOPE_MATCHES_ROLE = (
+    "(role = 'school_admin' AND school_id IS NOT NULL AND firm_id IS NULL)"
+    " OR (role = 'firm' AND firm_id IS NOT NULL AND school_id IS NULL)"
+    " OR (role NOT IN ('school_admin', 'firm') AND school_id IS NULL AND firm_id IS NULL)"
+)
 
 
 class Base(DeclarativeBase):
@@ -142,3 +164,86 @@ class DeadLetter(Base):
     # The first DEAD_LETTER_PAYLOAD_BYTES of the payload, and its full size.
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     payload_bytes: Mapped[int] = mapped_column(Integer)
+
+
+class User(Base):
+    """A person who signs in to the API: an administrator of one school, an officer of the city, the hub
+    team or a microfirm's account. Managed with ``lokalnie users``."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_SCOPE_MATCHES_ROLE, name="scope_matches_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Lower case, unique.
+    username: Mapped[str] = mapped_column(String(USERNAME_CHARS), unique=True)
+    display_name: Mapped[str] = mapped_column(String(DISPLAY_NAME_CHARS))
+    role: Mapped[str] = mapped_column(String(ROLE_CHARS))
+    school_id: Mapped[str | None] = mapped_column(ForeignKey("schools.id"), nullable=True)
+    firm_id: Mapped[str | None] = mapped_column(String(FIRM_ID_CHARS), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    # argon2id, in the PHC string format.
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RefreshToken(Base):
+    """One refresh token, stored as the SHA-256 of its text. A login starts a family; each refresh uses up
+    its token and adds the next to the family; a used token shown again revokes the whole family."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_family", "family_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(SECRET_HASH_CHARS), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    family_id: Mapped[str] = mapped_column(String(32))
+    # When the family's login happened: no refresh extends a login beyond settings.session_max_s.
+    family_started_ms: Mapped[int] = mapped_column(BigInteger)
+    issued_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int] = mapped_column(BigInteger)
+    used_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ApiKey(Base):
+    """A machine's key (a kiosk, a school's integration), shown once at creation and stored as the SHA-256
+    of its text; ``prefix`` (public, in the key's text) finds the row."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(_SCOPE_MATCHES_ROLE, name="scope_matches_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(API_KEY_PREFIX_CHARS), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(SECRET_HASH_CHARS))
+    name: Mapped[str] = mapped_column(String(API_KEY_NAME_CHARS))
+    role: Mapped[str] = mapped_column(String(ROLE_CHARS))
+    school_id: Mapped[str | None] = mapped_column(ForeignKey("schools.id"), nullable=True)
+    firm_id: Mapped[str | None] = mapped_column(String(FIRM_ID_CHARS), nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(AUDIT_ACTOR_CHARS))
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AuditEntry(Base):
+    """Who did what to what, when and from where: one administrative action. ``area`` (the action's first
+    dotted part: ``auth``, ``energy``, ``smog``, ``hub``, ...) says which officers may read it."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at_ms"),
+        Index("ix_audit_log_area_id", "area", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    # user, api_key, cli or anonymous; the id is the user's or key's, the name its username or key name.
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor_name: Mapped[str] = mapped_column(String(AUDIT_ACTOR_CHARS))
+    area: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(AUDIT_ACTION_CHARS))
+    target: Mapped[str] = mapped_column(String(AUDIT_TARGET_CHARS))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    client_ip: Mapped[str | None] = mapped_column(String(CLIENT_IP_CHARS), nullable=True)
