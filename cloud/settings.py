@@ -1,20 +1,37 @@
-"""The cloud's configuration: where the database and the broker are, where the site files live, and how the
-ingest and the API present themselves. Read from environment variables by pydantic-settings."""
+"""The cloud's configuration: where the database and the broker are, where the site files live, how the
+ingest and the API present themselves, and the API's secret, token lifetimes and limits. Read from
+environment variables by pydantic-settings."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
+import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.broker import DEFAULT_BROKER_URL, parse_broker_url
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///var/lokalnie.db"
 # A shared-subscription group or a client id goes into MQTT topics and packets: no wildcards, no slashes.
 _MQTT_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _DATABASE_SCHEMES = ("sqlite", "postgresql")
+
+MIB = 1024 * 1024
+SECRET_KEY_MIN_CHARS = 32
+# Values people copy from examples; refused as a secret outside development.
+_PLACEHOLDER_WORDS = ("change", "secret", "example", "placeholder", "default", "password", "lokalnie")
+_ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_RATE_PATTERN = re.compile(r"^\s*(?P<count>[0-9]+)\s*/\s*(?P<unit>second|minute|hour|day)\s*$")
+_UNIT_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+Environment = Literal["development", "production"]
 
 
 class Settings(BaseSettings):
@@ -87,6 +104,99 @@ class Settings(BaseSettings):
         ),
     ] = 8000
 
+    env: Annotated[
+        Environment,
+        Field(
+            validation_alias="LOKALNIE_ENV",
+            description=(
+                "development (a missing secret key is generated per process, placeholders allowed, '*' "
+                "allowed in CORS) or production (every secret set and real)."
+            ),
+        ),
+    ] = "development"
+    secret_key: Annotated[
+        SecretStr | None,
+        Field(
+            validation_alias="LOKALNIE_SECRET_KEY",
+            repr=False,
+            description=(
+                f"Key that signs the API's access tokens (HS256), at least {SECRET_KEY_MIN_CHARS} "
+                "characters; required outside development. Changing it ends every access token at once."
+            ),
+        ),
+    ] = None
+    access_token_ttl_s: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_ACCESS_TOKEN_TTL_S",
+            ge=60,
+            le=3600,
+            description="Lifetime of an access token [s].",
+        ),
+    ] = 15 * 60
+    refresh_token_ttl_s: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_REFRESH_TOKEN_TTL_S",
+            ge=300,
+            le=30 * 86400,
+            description="How long a refresh token stays usable when not used [s]; each use gives a new one.",
+        ),
+    ] = 12 * 3600
+    session_max_s: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_SESSION_MAX_S",
+            ge=300,
+            le=90 * 86400,
+            description="How long a login lasts at most, however often it is refreshed [s].",
+        ),
+    ] = 7 * 86400
+    cors_origins: Annotated[
+        tuple[str, ...],
+        NoDecode,
+        Field(
+            validation_alias="LOKALNIE_CORS_ORIGINS",
+            description=(
+                "Comma-separated origins (scheme://host[:port]) whose pages may call the API from a browser; "
+                "none by default."
+            ),
+        ),
+    ] = ()
+    trusted_proxies: Annotated[
+        tuple[str, ...],
+        NoDecode,
+        Field(
+            validation_alias="LOKALNIE_TRUSTED_PROXIES",
+            description=(
+                "Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For the API "
+                "believes; none by default (the peer address is the client)."
+            ),
+        ),
+    ] = ()
+    max_body_bytes: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_MAX_BODY_BYTES",
+            ge=1024,
+            le=100 * MIB,
+            description="Largest request body a route takes unless it declares its own limit [bytes].",
+        ),
+    ] = MIB
+    rate_limits: Annotated[
+        dict[str, str],
+        NoDecode,
+        Field(
+            validation_alias="LOKALNIE_RATE_LIMITS",
+            description=(
+                "Overrides of the named rate limits, comma-separated name=count/unit with unit second, "
+                "minute, hour or day, e.g. 'estimates=60/minute,applications=10/hour'."
+            ),
+        ),
+    ] = Field(default_factory=dict)
+
+    _development_key: str | None = PrivateAttr(default=None)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, url: str) -> str:
@@ -102,3 +212,96 @@ class Settings(BaseSettings):
     def _valid_broker(cls, url: str) -> str:
         parse_broker_url(url)
         return url
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from None
+        return proxies
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN_PATTERN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port] (no path, no slash)")
+        return origins
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_overrides(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        overrides: dict[str, str] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            name, equals, rate = item.partition("=")
+            if not equals or not name.strip():
+                raise ValueError(f"{item.strip()!r} is not name=count/unit")
+            overrides[name.strip()] = rate.strip()
+        return overrides
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates(cls, rates: dict[str, str]) -> dict[str, str]:
+        for name, rate in rates.items():
+            parse_rate(rate, name)
+        return rates
+
+    @model_validator(mode="after")
+    def _production_ready(self) -> Settings:
+        """Outside development: a real secret key, and no origin wildcard."""
+        if self.env == "development":
+            return self
+        if self.secret_key is None:
+            raise ValueError(f"LOKALNIE_SECRET_KEY must be set when LOKALNIE_ENV is {self.env}")
+        problem = secret_key_problem(self.secret_key.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"LOKALNIE_SECRET_KEY {problem} (LOKALNIE_ENV is {self.env})")
+        if "*" in self.cors_origins:
+            raise ValueError(f"LOKALNIE_CORS_ORIGINS may not be '*' when LOKALNIE_ENV is {self.env}")
+        return self
+
+    def signing_key(self) -> str:
+        """The key that signs access tokens: the configured one, or in development without one a random key
+        made once per settings object (tokens then last until the process ends)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        if self.env != "development":  # pragma: no cover - refused by validation
+            raise RuntimeError("no secret key outside development")
+        if self._development_key is None:
+            logger.warning("LOKALNIE_SECRET_KEY is not set: access tokens are signed with a per-process key")
+            self._development_key = secrets.token_urlsafe(48)
+        return self._development_key
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` may not sign tokens in production, or None if it may."""
+    if len(key) < SECRET_KEY_MIN_CHARS:
+        return f"must be at least {SECRET_KEY_MIN_CHARS} characters"
+    lowered = key.lower()
+    if any(word in lowered for word in _PLACEHOLDER_WORDS) or len(set(key)) < 8:
+        return "looks like a placeholder; generate one with: openssl rand -base64 48"
+    return None
+
+
+def parse_rate(rate: str, name: str = "rate") -> tuple[int, float]:
+    """``count/unit`` as (count, period in seconds); ValueError naming ``name`` otherwise."""
+    match = _RATE_PATTERN.match(rate)
+    if match is None or int(match["count"]) < 1:
+        raise ValueError(
+            f"{name}: {rate!r} is not count/unit with count >= 1 and unit second|minute|hour|day"
+        )
+    return int(match["count"]), float(_UNIT_S[match["unit"]])
