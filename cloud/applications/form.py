@@ -1,0 +1,193 @@
+"""What the applicant fills in: the fields of the city's paper form that the online application takes, with
+each refusal in Polish naming the field (error type ``smog_input``, as the calculator's request)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from cloud.applications.pesel import pesel_problem
+from cloud.smog.estimate import CurrentHeatingKind, OptionKind
+
+FIELD_LABELS_PL: dict[str, str] = {
+    "first_name": "imię",
+    "last_name": "nazwisko",
+    "pesel": "PESEL",
+    "phone": "telefon",
+    "email": "e-mail",
+    "address_id": "adres nieruchomości",
+    "flat_number": "numer lokalu",
+    "plot_number": "numer działki",
+    "cadastral_district": "obręb ewidencyjny",
+    "usable_area_m2": "powierzchnia użytkowa",
+    "business_share_percent": "część powierzchni na działalność gospodarczą",
+    "property_title": "tytuł prawny do nieruchomości",
+    "co_owners": "współwłaściciele",
+    "current_heating": "obecne źródło ciepła",
+    "current_heating_age_years": "wiek obecnego źródła ciepła",
+    "heat_source": "planowane źródło ciepła",
+    "planned_completion": "planowany termin zakończenia",
+    "estimated_cost_pln": "szacowany koszt",
+    "bank_account": "numer rachunku bankowego",
+    "consent": "zgoda na przetwarzanie danych",
+    "proof": "dowód posiadania pieca węglowego",
+    "Idempotency-Key": "klucz idempotencji",
+}
+
+CURRENT_HEATING_LABELS_PL: dict[str, str] = {
+    "coal_stove": "piec kaflowy / piec węglowy (ręczny)",
+    "coal_boiler_old": "kocioł węglowy starszy niż klasa 5",
+    "coal_boiler_class5": "kocioł węglowy klasy 5",
+    "wood_stove": "piec na drewno",
+}
+PROPERTY_TITLE_LABELS_PL: dict[str, str] = {
+    "owner": "właściciel",
+    "co_owner": "współwłaściciel",
+    "perpetual_usufruct": "użytkowanie wieczyste",
+    "other": "inny tytuł prawny",
+}
+PropertyTitle = Literal["owner", "co_owner", "perpetual_usufruct", "other"]
+
+_PHONE = re.compile(r"^(\+48)?[0-9]{9}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NAME = re.compile(r"^[^\d<>{}\[\]\\/@#$%^*=_|~]+$")
+
+
+def polish_error(field: str, problem: str) -> PydanticCustomError:
+    label = FIELD_LABELS_PL.get(field, field)
+    return PydanticCustomError(
+        "smog_input", "{message}", {"message": f"Pole „{field}” ({label}): {problem}", "field": field}
+    )
+
+
+def _iban_ok(digits: str) -> bool:
+    """A Polish account number (NRB, 26 digits) with its IBAN check digits."""
+    rearranged = digits[2:] + "2521" + digits[:2]  # "PL" = 25 21
+    return int(rearranged) % 97 == 1
+
+
+class ApplicationForm(BaseModel):
+    """The applicant's details and the house, as sent by the web form (multipart fields)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    pesel: str
+    phone: str | None = None
+    email: str | None = None
+    address_id: int = Field(description="Id of an address in the town, from the address search.")
+    flat_number: str | None = Field(default=None, max_length=10)
+    plot_number: str | None = Field(default=None, max_length=40)
+    cadastral_district: str | None = Field(default=None, max_length=100)
+    usable_area_m2: float | None = None
+    business_share_percent: float | None = None
+    property_title: PropertyTitle = "owner"
+    co_owners: str | None = Field(default=None, max_length=500)
+    current_heating: CurrentHeatingKind = "coal_stove"
+    current_heating_age_years: int | None = None
+    heat_source: OptionKind
+    planned_completion: date | None = None
+    estimated_cost_pln: float | None = None
+    bank_account: str | None = None
+    consent: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_missing(cls, data: Any) -> Any:
+        """An empty field of an HTML form means "not given"."""
+        if isinstance(data, dict):
+            return {
+                key: value
+                for key, value in data.items()
+                if not (isinstance(value, str) and not value.strip())
+            }
+        return data
+
+    @field_validator("first_name", "last_name")
+    @classmethod
+    def _name(cls, value: str, info: Any) -> str:
+        if not value or not _NAME.match(value):
+            raise polish_error(info.field_name, "podaj je literami (bez cyfr i znaków specjalnych).")
+        return value
+
+    @field_validator("pesel")
+    @classmethod
+    def _pesel(cls, value: str) -> str:
+        problem = pesel_problem(value)
+        if problem is not None:
+            raise polish_error("pesel", f"nieprawidłowy numer PESEL: {problem}")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        compact = re.sub(r"[\s-]", "", value)
+        if not _PHONE.match(compact):
+            raise polish_error("phone", "podaj 9 cyfr numeru (z +48 lub bez).")
+        return compact
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 254 or not _EMAIL.match(value)):
+            raise polish_error("email", "to nie wygląda na adres e-mail (np. jan@example.pl).")
+        return value
+
+    @field_validator("usable_area_m2")
+    @classmethod
+    def _area(cls, value: float | None) -> float | None:
+        if value is not None and not 10 <= value <= 1000:
+            raise polish_error("usable_area_m2", f"musi wynosić od 10 do 1000 m², podano {value:g} m².")
+        return value
+
+    @field_validator("business_share_percent")
+    @classmethod
+    def _business(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 100:
+            raise polish_error("business_share_percent", f"musi być od 0 do 100 %, podano {value:g}.")
+        return value
+
+    @field_validator("current_heating_age_years")
+    @classmethod
+    def _age(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 150:
+            raise polish_error("current_heating_age_years", f"musi być od 0 do 150 lat, podano {value}.")
+        return value
+
+    @field_validator("estimated_cost_pln")
+    @classmethod
+    def _cost(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1_000_000:
+            raise polish_error("estimated_cost_pln", f"musi być od 0 do 1 000 000 zł, podano {value:g} zł.")
+        return value
+
+    @field_validator("bank_account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = re.sub(r"[\s-]", "", value).upper().removeprefix("PL")
+        if len(digits) != 26 or not digits.isdigit() or not _iban_ok(digits):
+            raise polish_error(
+                "bank_account", "podaj 26 cyfr numeru rachunku; suma kontrolna się nie zgadza."
+            )
+        return digits
+
+    @model_validator(mode="after")
+    def _contact_and_consent(self) -> ApplicationForm:
+        if self.phone is None and self.email is None:
+            raise polish_error(
+                "phone", "podaj numer telefonu albo adres e-mail, abyśmy mogli się skontaktować."
+            )
+        if not self.consent:
+            raise polish_error(
+                "consent", "bez zgody na przetwarzanie danych osobowych nie możemy przyjąć wniosku."
+            )
+        return self

@@ -1,0 +1,112 @@
+"""The filled-in application as a PDF for the applicant's records, laid out as the city's paper form, with a
+font that has the Polish letters (DejaVu Sans, vendored in ``fonts/``; licence beside it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fpdf import FPDF
+from fpdf.enums import XPos, YPos
+
+from cloud.applications.form import CURRENT_HEATING_LABELS_PL, PROPERTY_TITLE_LABELS_PL, ApplicationForm
+from cloud.applications.service import STATUS_LABELS_PL, WARSAW
+from cloud.smog.estimate import OPTION_LABELS_PL
+
+FONT_PATH = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
+_NOT_GIVEN = "—"
+
+
+def _text(value: object) -> str:
+    if value is None or value == "":
+        return _NOT_GIVEN
+    if isinstance(value, float):
+        return f"{value:,.2f}".replace(",", " ").replace(".", ",").removesuffix(",00")
+    return str(value)
+
+
+def render_application_pdf(
+    case_number: str, submitted_ms: int, status: str, form: ApplicationForm, address_label: str
+) -> bytes:
+    """The application's PDF: case number, date, and every field of the form by the paper form's sections."""
+    submitted = datetime.fromtimestamp(submitted_ms / 1000, UTC).astimezone(WARSAW)
+    pdf = FPDF(format="A4")
+    pdf.set_title(f"Wniosek Stop Smog {case_number}")
+    pdf.set_author("Urząd Miasta Zduńska Wola")
+    pdf.set_creation_date(submitted)
+    pdf.add_font("DejaVu", "", str(FONT_PATH))
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    pdf.set_font("DejaVu", size=15)
+    pdf.multi_cell(0, 8, "Wniosek o dofinansowanie wymiany źródła ciepła – program „Stop Smog”, Zduńska Wola")
+    pdf.set_font("DejaVu", size=11)
+    pdf.ln(2)
+    pdf.multi_cell(
+        0,
+        6,
+        f"Numer sprawy: {case_number}\nZłożony: {submitted:%d.%m.%Y %H:%M} (czas polski)\n"
+        f"Status w chwili wydruku: {STATUS_LABELS_PL.get(status, status)}",
+    )
+    sections: list[tuple[str, list[tuple[str, object]]]] = [
+        (
+            "I. Wnioskodawca",
+            [
+                ("Imię", form.first_name),
+                ("Nazwisko", form.last_name),
+                ("PESEL", form.pesel),
+                ("Telefon", form.phone),
+                ("E-mail", form.email),
+                ("Numer rachunku bankowego", form.bank_account),
+            ],
+        ),
+        (
+            "II. Nieruchomość",
+            [
+                ("Adres", address_label),
+                ("Numer działki", form.plot_number),
+                ("Obręb ewidencyjny", form.cadastral_district),
+                ("Powierzchnia użytkowa [m²]", form.usable_area_m2),
+                ("Część na działalność gospodarczą [%]", form.business_share_percent),
+                ("Tytuł prawny", PROPERTY_TITLE_LABELS_PL[form.property_title]),
+                ("Współwłaściciele", form.co_owners),
+            ],
+        ),
+        (
+            "III. Obecne źródło ciepła (do likwidacji)",
+            [
+                ("Rodzaj", CURRENT_HEATING_LABELS_PL[form.current_heating]),
+                ("Wiek [lata]", form.current_heating_age_years),
+                ("Dowód posiadania", "załączony do wniosku (zdjęcie lub dokument)"),
+            ],
+        ),
+        (
+            "IV. Planowane źródło ciepła",
+            [
+                ("Rodzaj", OPTION_LABELS_PL[form.heat_source]),
+                ("Planowany termin zakończenia", form.planned_completion),
+                ("Szacowany koszt [zł]", form.estimated_cost_pln),
+            ],
+        ),
+        (
+            "V. Oświadczenia",
+            [("Zgoda na przetwarzanie danych osobowych", "tak" if form.consent else "nie")],
+        ),
+    ]
+    for title, rows in sections:
+        pdf.ln(4)
+        pdf.set_font("DejaVu", size=12)
+        pdf.cell(0, 8, title, new_x=XPos.LMARGIN, new_y=YPos.NEXT, border="B")
+        pdf.set_font("DejaVu", size=10)
+        for label, value in rows:
+            pdf.cell(75, 7, label)
+            pdf.multi_cell(0, 7, _text(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(6)
+    pdf.set_font("DejaVu", size=8)
+    pdf.multi_cell(
+        0,
+        4,
+        "Kopia wniosku złożonego elektronicznie, dla dokumentacji wnioskodawcy. "
+        "Status sprawy można sprawdzić pod tajnym adresem otrzymanym po złożeniu wniosku. "
+        "Dane osobowe są przechowywane w postaci zaszyfrowanej i usuwane po upływie okresu przechowywania.",
+    )
+    return bytes(pdf.output())
