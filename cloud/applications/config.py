@@ -45,10 +45,11 @@ class ApplicationsConfig:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ApplicationsConfig:
-        """Read the configuration; without ``LOKALNIE_APPLICATIONS_KEY`` only ``LOKALNIE_ENV=development``
-        starts, with a throw-away key (applications stored with it cannot be read after a restart)."""
+        """Read the configuration; without ``LOKALNIE_APPLICATIONS_KEY`` only development (``LOKALNIE_ENV``
+        unset or ``development``, as `cloud.settings.Settings`) starts, with a throw-away key (applications
+        stored with it cannot be read after a restart)."""
         env = os.environ if environ is None else environ
-        environment = env.get(ENVIRONMENT_VARIABLE, "production")
+        environment = env.get(ENVIRONMENT_VARIABLE, "development")  # as cloud.settings.Settings
         raw_keys = [part.strip() for part in env.get(KEY_VARIABLE, "").split(",") if part.strip()]
         if not raw_keys:
             if environment != "development":
