@@ -33,6 +33,22 @@ _UNIT_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 Environment = Literal["development", "production"]
 
+#: The API's named rate limits per client (address, or key for a signed-in caller) and their defaults;
+#: a route names one (`cloud.api.security.Public`), LOKALNIE_RATE_LIMITS overrides them.
+DEFAULT_RATE_LIMITS: dict[str, str] = {
+    # Sign-ins (POST /api/v1/auth/token), on top of the per-username throttle.
+    "login": "10/minute",
+    # Refreshing and signing out.
+    "auth": "60/minute",
+    # Public searches (addresses).
+    "search": "120/minute",
+    # Public writes: the heating calculator's estimates, subsidy applications, enrolments, B2B requests.
+    "estimates": "30/minute",
+    "applications": "10/hour",
+    "enrolments": "20/hour",
+    "b2b": "10/hour",
+}
+
 
 class Settings(BaseSettings):
     """Everything the ingest and the API need to start; each field names the environment variable it reads."""
@@ -257,6 +273,8 @@ class Settings(BaseSettings):
     @classmethod
     def _rates(cls, rates: dict[str, str]) -> dict[str, str]:
         for name, rate in rates.items():
+            if name not in DEFAULT_RATE_LIMITS:
+                raise ValueError(f"no rate limit called {name!r}; there are {', '.join(DEFAULT_RATE_LIMITS)}")
             parse_rate(rate, name)
         return rates
 
@@ -273,6 +291,12 @@ class Settings(BaseSettings):
         if "*" in self.cors_origins:
             raise ValueError(f"LOKALNIE_CORS_ORIGINS may not be '*' when LOKALNIE_ENV is {self.env}")
         return self
+
+    def rates(self) -> dict[str, tuple[int, float]]:
+        """Every named rate limit as (count, period in seconds): the defaults with the overrides."""
+        return {
+            name: parse_rate(rate, name) for name, rate in (DEFAULT_RATE_LIMITS | self.rate_limits).items()
+        }
 
     def signing_key(self) -> str:
         """The key that signs access tokens: the configured one, or in development without one a random key

@@ -1,4 +1,7 @@
-"""The API's dependencies, declared once as ``Annotated`` aliases and taken from the app's state."""
+"""The API's dependencies, declared once as ``Annotated`` aliases and taken from the app's state.
+
+Who may call a route is declared with `cloud.api.security` (``Public``, ``Authenticated``, ``Allow``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.api.limits import IPNetwork, RateLimiter, client_address
+from cloud.auth.sessions import Authenticator
 from cloud.settings import Settings
 from common.clock import Clock
 
@@ -27,6 +32,22 @@ def get_clock(request: Request) -> Clock:
     return cast(Clock, request.app.state.clock)
 
 
+def get_authenticator(request: Request) -> Authenticator:
+    return cast(Authenticator, request.app.state.authenticator)
+
+
+def rate_limiter(request: Request) -> RateLimiter:
+    return cast(RateLimiter, request.app.state.rate_limiter)
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address, believing X-Forwarded-For only from the configured proxies."""
+    trusted = cast(tuple[IPNetwork, ...], request.app.state.trusted_proxies)
+    return client_address(request, trusted)
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+ClientIpDep = Annotated[str, Depends(client_ip)]

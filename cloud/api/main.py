@@ -1,28 +1,46 @@
-"""The API application: `create_app` wires the routers, the database and the clock together."""
+"""The API application: `create_app` wires the routers, the database, the clock, authentication, the limits
+and the security headers together."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute
 
+from cloud.api import security
+from cloud.api.limits import (
+    ContentLengthMiddleware,
+    Rate,
+    RateLimiter,
+    SecurityHeadersMiddleware,
+    parse_networks,
+    security_headers,
+)
 from cloud.api.routes import api_router
+from cloud.auth.sessions import Authenticator, SessionPolicy
+from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
 from cloud.settings import Settings
-from common.clock import Clock
+from common.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
+OPENAPI_URL = "/openapi.json"
 
-def create_app(settings: Settings, clock: Clock) -> FastAPI:
-    """The FastAPI application over the store at ``settings.database_url``, telling time by ``clock``.
+
+def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], int] | None = None) -> FastAPI:
+    """The FastAPI application over the store at ``settings.database_url``, telling the data's time by
+    ``clock`` and real time (tokens, rate limits, the audit log) by ``real_now_ms`` (the system's by default).
 
     The database must have been migrated (`cloud.db.register.prepare_database`).
     """
     engine = make_engine(settings.database_url)
+    now_ms = real_now_ms if real_now_ms is not None else SystemClock().now_ms
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -31,21 +49,74 @@ def create_app(settings: Settings, clock: Clock) -> FastAPI:
 
     app = FastAPI(
         title="lokalnie",
-        summary="PV, grid and consumption of Zduńska Wola's schools.",
+        summary="PV, grid and consumption of Zduńska Wola's schools, and the city's services around them.",
         version="1",
         lifespan=lifespan,
+        openapi_url=OPENAPI_URL,
+        # The interactive pages load scripts from a CDN, which the pages' Content-Security-Policy forbids;
+        # the document at /openapi.json opens in any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.clock = clock
     app.state.sessions = make_session_factory(engine)
-    app.include_router(api_router)
-    app.add_exception_handler(Exception, _internal_error)
+    app.state.authenticator = Authenticator(
+        SessionPolicy(
+            signing_key=settings.signing_key(),
+            access_token_ttl_s=settings.access_token_ttl_s,
+            refresh_token_ttl_s=settings.refresh_token_ttl_s,
+            session_max_s=settings.session_max_s,
+        ),
+        now_ms,
+        LoginThrottle(),
+    )
+    rates = {name: Rate(count, period_s) for name, (count, period_s) in settings.rates().items()}
+    app.state.rate_limiter = RateLimiter(rates, now_ms)
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    # Every API route takes bodies up to the default, unless it says otherwise with its own max_body_size.
+    # (Set on the routes rather than on the app: the app's limit would answer 413 in plain text.)
+    app.include_router(api_router, max_body_size=settings.max_body_bytes)
+    _declare_documentation(app)
+    app.state.permissions = security.install_rules(app, rates)
+
+    # The last added runs first: the headers go on everything CORS answers too.
+    app.add_middleware(ContentLengthMiddleware, limit_for=security.BodyLimits(app, app.state.permissions))
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        expose_headers=["Retry-After"],
+        allow_credentials=False,
+        max_age=600,
+    )
+    app.add_middleware(
+        SecurityHeadersMiddleware, hsts=settings.env == "production", no_store_prefixes=("/api/v1/auth",)
+    )
+    hsts = settings.env == "production"
+
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        """Whatever went wrong stays in the log; the client learns only that it did."""
+        logger.error(
+            "%s %s failed: %s", request.method, request.url.path, type(error).__name__, exc_info=error
+        )
+        return JSONResponse(
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            content={"detail": "internal error"},
+            # This answer leaves from outside the middleware that adds them.
+            headers=security_headers("application/json", hsts),
+        )
+
+    app.add_exception_handler(Exception, internal_error)
+    if settings.env == "development":
+        logger.warning("LOKALNIE_ENV is development: never expose this API to the internet")
     return app
 
 
-async def _internal_error(request: Request, error: Exception) -> JSONResponse:
-    """Whatever went wrong stays in the log; the client learns only that it did."""
-    logger.error("%s %s failed: %s", request.method, request.url.path, type(error).__name__, exc_info=error)
-    return JSONResponse(
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR, content={"detail": "internal error"}
-    )
+def _declare_documentation(app: FastAPI) -> None:
+    """The OpenAPI document is public: the platform is open, and the document holds no data."""
+    route: BaseRoute
+    for route in app.router.routes:
+        if getattr(route, "path", None) == OPENAPI_URL:
+            security.declare(route, security.Public())

@@ -5,7 +5,7 @@ and the audit log. Framework-free; `cloud.api.security` turns it into FastAPI de
 from cloud.auth.audit import Actor, area_of, audit, cli_actor, recent_entries
 from cloud.auth.errors import AuthError, InvalidCredentials, LoginThrottled, UserError
 from cloud.auth.principals import Principal
-from cloud.auth.roles import AUDIT_AREAS, AUDIT_READERS, ROLE_BINDING, Binding, Role
+from cloud.auth.roles import AUDIT_AREAS, AUDIT_READERS, ROLE_BINDING, AuditArea, Binding, Role
 from cloud.auth.sessions import Authenticator, SessionPolicy, TokenPair
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "AUDIT_READERS",
     "ROLE_BINDING",
     "Actor",
+    "AuditArea",
     "AuthError",
     "Authenticator",
     "Binding",

@@ -42,23 +42,32 @@ ROLE_BINDING: MappingProxyType[Role, Binding] = MappingProxyType(
     }
 )
 
-#: Audit areas: an audit entry's area is its action's first dotted part (``smog.application.approve``
-#: is in ``smog``). ``auth`` holds sign-ins, users and keys.
-AREA_AUTH = "auth"
-AREA_ENERGY = "energy"
-AREA_SMOG = "smog"
-AREA_HUB = "hub"
-AREA_SCHOOLS = "schools"
-AUDIT_AREAS = frozenset({AREA_AUTH, AREA_ENERGY, AREA_SMOG, AREA_HUB, AREA_SCHOOLS})
+
+class AuditArea(enum.StrEnum):
+    """An audit entry's area: its action's first dotted part (``smog.application.approve`` is in ``smog``)."""
+
+    #: Sign-ins, users and keys.
+    AUTH = "auth"
+    #: The schools' energy data and the ingest.
+    ENERGY = "energy"
+    #: The Stop Smog calculator and subsidy applications.
+    SMOG = "smog"
+    #: The microfirm hub.
+    HUB = "hub"
+    #: Pupils, classes, enrolments and certificates.
+    SCHOOLS = "schools"
+
+
+AUDIT_AREAS = frozenset(area.value for area in AuditArea)
 
 #: Which areas of the audit log a role reads at ``GET /api/v1/audit``: each officer the area they are
 #: responsible for. ``auth`` and ``schools`` are read by the city's IT with ``lokalnie users audit``; schools
 #: and firms read none (they would see each other's actions).
-AUDIT_READERS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
+AUDIT_READERS: MappingProxyType[Role, frozenset[AuditArea]] = MappingProxyType(
     {
-        Role.ENERGY_OFFICER: frozenset({AREA_ENERGY}),
-        Role.SMOG_OFFICER: frozenset({AREA_SMOG}),
-        Role.HUB_ADMIN: frozenset({AREA_HUB}),
+        Role.ENERGY_OFFICER: frozenset({AuditArea.ENERGY}),
+        Role.SMOG_OFFICER: frozenset({AuditArea.SMOG}),
+        Role.HUB_ADMIN: frozenset({AuditArea.HUB}),
     }
 )
 

@@ -66,7 +66,7 @@ class Authenticator:
         self.now_ms = now_ms
         self.throttle = throttle if throttle is not None else LoginThrottle()
 
-    # -- signing in and out ---------------------------------------------------------------------------------
+    # -- signing in and out
 
     def login(self, session: Session, username: str, password: str, client_ip: str) -> TokenPair:
         """Tokens for a right username and password of an active user. InvalidCredentials (the same for an
@@ -145,7 +145,7 @@ class Authenticator:
         session.commit()
         return revoked > 0
 
-    # -- recognising callers --------------------------------------------------------------------------------
+    # -- recognising callers
 
     def principal_from_access_token(self, session: Session, token: str, client_ip: str | None) -> Principal:
         """The active user an access token names, with their role and scope as stored now."""
@@ -184,7 +184,7 @@ class Authenticator:
             client_ip=client_ip,
         )
 
-    # -- families -------------------------------------------------------------------------------------------
+    # -- families
 
     def _find_refresh(self, session: Session, refresh_token: str) -> RefreshToken | None:
         if not looks_like_refresh_token(refresh_token):

@@ -1,11 +1,15 @@
-"""The API's routers, one per area, collected into one."""
+"""The API's routers, one per area, collected into one. Every route declares who may call it
+(`cloud.api.security`); docs/permissions.md lists them all."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cloud.api.routes import health, schools
+from cloud.api.routes import audit, auth, health, ingest, schools
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+api_router.include_router(auth.router)
 api_router.include_router(schools.router)
+api_router.include_router(ingest.router)
+api_router.include_router(audit.router)

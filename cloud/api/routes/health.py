@@ -10,13 +10,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.api.deps import SessionDep
 from cloud.api.models.health import HealthPublic
+from cloud.api.security import Public
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz", dependencies=[Public()], responses={503: {"description": "The database does not answer."}}
+)
 def health(session: SessionDep, response: Response) -> HealthPublic:
     """200 when the database answers, 503 when it does not."""
     try:

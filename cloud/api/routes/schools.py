@@ -1,4 +1,6 @@
-"""``/api/v1/schools``: the register of schools, a school's live view and its 15-minute energies."""
+"""``/api/v1/schools``: the register of schools, a school's live view and its 15-minute energies.
+
+Public: they are the city's energy data, shown on kiosks and the city's pages, with no personal data."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from cloud.api.models.schools import (
     LocationPublic,
     SchoolPublic,
 )
+from cloud.api.security import Public
 from cloud.db.models import Link, School
 from cloud.ingest.counters import QUARTER_HOUR_MS
 from common.clock import datetime_from_ms, ms_from_datetime
@@ -28,7 +31,7 @@ from common.wire import POWER_QUANTITY, DeviceKind
 
 MAX_INTERVALS_SPAN = timedelta(days=31)
 
-router = APIRouter(prefix="/api/v1/schools", tags=["schools"])
+router = APIRouter(prefix="/api/v1/schools", tags=["schools"], dependencies=[Public()])
 
 
 def _school_or_404(session: Session, school_id: str) -> School:
