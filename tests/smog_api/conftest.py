@@ -19,7 +19,7 @@ from cloud.applications.config import ApplicationsConfig
 from cloud.applications.tables import create_application_tables
 from cloud.db.engine import make_engine, make_session_factory
 from cloud.smog import create_smog_tables, import_addresses, import_networks
-from common.clock import ManualClock, parse_iso_ms
+from common.clock import Clock, ManualClock, parse_iso_ms
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "cloud" / "smog" / "data" / "sample"
 NOW_MS = parse_iso_ms("2026-03-02T10:00:00Z")
@@ -35,7 +35,7 @@ def load_sample(engine: Engine) -> None:
         import_addresses(session, SAMPLE_DIR / "addresses.csv")
 
 
-def build_app(engine: Engine, clock: ManualClock, config: ApplicationsConfig) -> FastAPI:
+def build_app(engine: Engine, clock: Clock, config: ApplicationsConfig) -> FastAPI:
     app = FastAPI()
     app.state.sessions = make_session_factory(engine)
     app.state.clock = clock

@@ -1,0 +1,165 @@
+"""The residents' page in Debian's headless Chromium against a real server with the sample data: pick an
+address from the autocomplete by keyboard, get the comparison as a table and a chart, file an application,
+follow the status link. Leaves a screenshot in tests/artifacts/smog-page.png."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lokalnie.ports import free_port
+from tests.smog_api.conftest import PNG
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SMOG_TEST_DATABASE_URL": f"sqlite:///{tmp_path / 'page.db'}",
+        "LOKALNIE_ENV": "development",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "tests.smog_api.serve:create", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/kalkulator/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {process.stderr.read() if process.stderr else ''}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    page_response = httpx.get(f"{server}/kalkulator/")
+    assert "script-src 'self'" in page_response.headers["content-security-policy"]
+    assert "<script>" not in page_response.text and "style=" not in page_response.text
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 412, "height": 915}, locale="pl-PL")
+            page.set_default_timeout(10_000)
+            problems: list[str] = []
+            page.on(
+                "console", lambda message: problems.append(message.text) if message.type == "error" else None
+            )
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(f"{server}/kalkulator/")
+
+            # Every visible control has a label.
+            unlabelled = page.evaluate(
+                "Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))"
+                ".filter((c) => c.labels.length === 0).map((c) => c.id)"
+            )
+            assert unlabelled == []
+
+            address = page.get_by_role("combobox", name="Adres domu (ulica i numer)")
+            address.focus()
+            address.press_sequentially("ul. laska 41", delay=20)
+            expect(page.get_by_role("listbox")).to_be_visible()
+            expect(page.get_by_role("option").first).to_have_text("Łaska 41, 98-220 Zduńska Wola")
+            page.keyboard.press("ArrowDown")
+            expect(address).to_have_attribute("aria-activedescendant", "address-option-0")
+            page.keyboard.press("Enter")
+            expect(address).to_have_value("Łaska 41, 98-220 Zduńska Wola")
+            expect(page.get_by_role("listbox")).to_be_hidden()
+
+            # A refused area is shown next to its field, in Polish.
+            page.keyboard.press("Tab")
+            area = page.get_by_label("Powierzchnia ogrzewana (m²)")
+            expect(area).to_be_focused()
+            page.keyboard.type("0")
+            page.keyboard.press("Enter")
+            expect(page.locator("#heated_area_m2-error")).to_contain_text("od 10 do 1000 m²")
+            expect(area).to_have_attribute("aria-invalid", "true")
+
+            area.fill("120")
+            page.get_by_label("Kiedy dom zbudowano, czy jest docieplony").select_option("before_1967")
+            page.get_by_role("button", name="Oblicz").press("Enter")
+            table = page.get_by_role("table")
+            expect(table).to_be_visible()
+            assert table.locator("tbody tr").count() == 7
+            chart = page.get_by_role("img", name="Koszt 15 lat według źródła ciepła")
+            expect(chart).to_be_visible()
+            assert chart.locator("rect").count() >= 5
+            expect(page.locator("#results-version")).to_contain_text("Dane w wersji")
+
+            page.get_by_role("button", name=re.compile("^Złóż wniosek: ")).first.click()
+            expect(page.get_by_role("heading", name="3. Wniosek do programu „Stop Smog”")).to_be_focused()
+            expect(page.locator("#application-address")).to_have_text("Łaska 41, 98-220 Zduńska Wola")
+            page.get_by_label("Imię *").fill("Zofia")
+            page.get_by_label("Nazwisko *").fill("Wróblewska")
+            pesel = page.get_by_label("PESEL *")
+            pesel.fill("44051401358")
+            page.get_by_label("Telefon").fill("601234567")
+            page.get_by_label(re.compile("^Zdjęcie lub skan")).set_input_files(
+                {"name": "piec.png", "mimeType": "image/png", "buffer": PNG}
+            )
+            page.get_by_label(re.compile("^Zgadzam się")).check()
+            page.get_by_role("button", name="Wyślij wniosek").click()
+            expect(page.locator("#app-pesel-error")).to_contain_text("cyfra kontrolna")
+            expect(pesel).to_be_focused()
+            pesel.fill("44051401359")
+            page.get_by_role("button", name="Wyślij wniosek").click()
+            expect(page.locator("#case-number")).to_have_text(re.compile(r"^SS/\d{4}/000001$"))
+            status_link = page.locator("#status-link").get_attribute("href") or ""
+            assert re.search(r"/kalkulator/#status=[A-Za-z0-9_-]{40,}$", status_link)
+            pdf_href = page.locator("#pdf-link").get_attribute("href") or ""
+            assert httpx.get(f"{server}{pdf_href}").content.startswith(b"%PDF-")
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "smog-page.png"), full_page=True)
+
+            page.goto(status_link)
+            expect(page.locator("#status-body")).to_contain_text("złożony")
+            # The two refused requests (422) are the only errors: no CSP violation, no script error, no 404.
+            assert [problem for problem in problems if "422" not in problem] == []
+            assert len(problems) == 2
+        finally:
+            browser.close()
