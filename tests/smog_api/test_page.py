@@ -38,7 +38,7 @@ def server(tmp_path: Path) -> Iterator[str]:
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=(tmp_path / "server.log").open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -50,7 +50,7 @@ def server(tmp_path: Path) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {process.stderr.read() if process.stderr else ''}")
+                raise RuntimeError(f"server did not start: {(tmp_path / 'server.log').read_text()}")
             time.sleep(0.1)
         yield base
     finally:
