@@ -1,15 +1,23 @@
-"""One school's edge agent: polls each device on the clock's grid, commits the samples to the outbox, and
-lets the publisher carry them to the broker.
+"""One school's edge agent: polls each device on the clock's grid, commits the samples and the health events
+to the outbox, and lets the publisher carry them to the broker.
 
 Polls are aligned to multiples of the site's poll period (10 s by default), so that a sample falls on every
 15-minute boundary and the cloud's interval energies need no interpolation in the normal case. A poll that
-runs late skips the moments it missed rather than bunching up.
+runs late skips the moments it missed rather than bunching up. Each connection has its own loop (a bridge),
+so devices on different links are polled at the same time and a slow one holds up no other; devices sharing
+a link (a gateway, an RS-485 bus) take turns on it.
+
+Before each poll the agent compares how far its clock moved with how far the monotonic clock moved: a
+difference means the clock jumped (an NTP step at boot, a wrong RTC), which is a health event; after a jump
+backwards the poll grid is realigned instead of waiting for the old next moment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,27 +25,63 @@ from common.broker import BrokerAddress
 from common.clock import Clock
 from common.config import ConfigError
 from common.sites import Device, RtuTransport, Site, TcpTransport
-from edge.modbus.link import DeviceLink, DeviceUnreachable
+from edge.health import HealthMonitor
+from edge.modbus.link import DeviceLink, DeviceUnreachable, LinkSettings
 from edge.modbus.profiles import Profile, load_profile
-from edge.outbox import NewSample, Outbox
-from edge.poller import DevicePoller
-from edge.publisher import Publisher
+from edge.outbox import NewEvent, NewSample, Outbox
+from edge.poller import DevicePoller, PollResult
+from edge.publisher import Publisher, PublisherSettings
 
 log = logging.getLogger(__name__)
 
+# A clock that moves this much more or less than the monotonic clock between two polls has jumped [ms].
+CLOCK_JUMP_TOLERANCE_MS = 30_000
+# The longest real time the agent sleeps without looking at the clock again (to notice a jump back) [s].
+MAX_SLEEP_S = 5.0
+
+Endpoint = tuple[str, int] | str
+
+
+def endpoint(transport: TcpTransport | RtuTransport) -> Endpoint:
+    """What one connection serves: a TCP host and port, or a serial line."""
+    if isinstance(transport, TcpTransport):
+        return (transport.host, transport.port)
+    return transport.device
+
 
 def build_pollers(site: Site, profiles_dir: Path) -> list[DevicePoller]:
-    """A poller per device; devices behind one address (a gateway, an RS-485 bus) share one link."""
-    links: dict[TcpTransport | RtuTransport, DeviceLink] = {}
-    pollers = []
+    """A poller per device; devices at one endpoint (a gateway, an RS-485 bus) share one link.
+
+    `ConfigError` with the reason for a profile that does not exist or does not validate, a profile of
+    another kind of device, or one serial line given two different line settings.
+    """
+    profiles: dict[str, Profile] = {}
     for device in site.devices:
-        profile = load_profile(profiles_dir, device.profile)
+        profile = profiles.setdefault(device.id, _profile_of(site, device, profiles_dir))
         _check_kind(site, device, profile)
-        link = links.get(device.transport)
-        if link is None:
-            link = links[device.transport] = DeviceLink(device.transport, profile.timeout_s)
-        pollers.append(DevicePoller(device, profile, link))
-    return pollers
+    transports: dict[Endpoint, TcpTransport | RtuTransport] = {}
+    settings: dict[Endpoint, list[LinkSettings]] = {}
+    for device in site.devices:
+        key = endpoint(device.transport)
+        known = transports.setdefault(key, device.transport)
+        if known != device.transport:
+            raise ConfigError(
+                f"site {site.id}: device {device.id!r} uses serial line {key} with other settings than "
+                f"another device on it ({known.model_dump()} vs {device.transport.model_dump()})"
+            )
+        settings.setdefault(key, []).append(LinkSettings.of(profiles[device.id]))
+    links = {key: DeviceLink(transports[key], LinkSettings.strictest(settings[key])) for key in transports}
+    return [
+        DevicePoller(device, profiles[device.id], links[endpoint(device.transport)])
+        for device in site.devices
+    ]
+
+
+def _profile_of(site: Site, device: Device, profiles_dir: Path) -> Profile:
+    try:
+        return load_profile(profiles_dir, device.profile)
+    except ConfigError as error:
+        raise ConfigError(f"site {site.id}: device {device.id!r}: {error}") from None
 
 
 def _check_kind(site: Site, device: Device, profile: Profile) -> None:
@@ -48,6 +92,30 @@ def _check_kind(site: Site, device: Device, profile: Profile) -> None:
         )
 
 
+def monotonic_reference(clock: Clock) -> Callable[[], float] | None:
+    """Monotonic time on the clock's scale [ms], or None for a clock that only moves when told (tests)."""
+    speed = clock.speed
+    if speed <= 0:
+        return None
+    return lambda: time.monotonic() * 1000.0 * speed
+
+
+@dataclass
+class Bridge:
+    """The devices behind one link, polled in turn on the poll grid; one bridge per connection."""
+
+    link: DeviceLink
+    pollers: list[DevicePoller]
+    last_poll_ms: int = 0
+
+
+def bridges_of(pollers: list[DevicePoller]) -> list[Bridge]:
+    grouped: dict[int, Bridge] = {}
+    for poller in pollers:
+        grouped.setdefault(id(poller.link), Bridge(poller.link, [])).pollers.append(poller)
+    return list(grouped.values())
+
+
 @dataclass
 class EdgeAgent:
     site: Site
@@ -55,76 +123,156 @@ class EdgeAgent:
     outbox: Outbox
     broker: BrokerAddress
     clock: Clock
-    # The time of the last completed poll, for tests and the status display.
-    last_poll_ms: int = 0
+    publisher_settings: PublisherSettings = field(default_factory=PublisherSettings)
+    # Monotonic time on the clock's scale [ms]; None disables the clock-jump check. Default: from the clock.
+    reference_ms: Callable[[], float] | None = None
     publisher: Publisher | None = None
-    _reachable: dict[str, bool] = field(default_factory=dict)
+    health: HealthMonitor = field(default_factory=HealthMonitor)
+    _last_check: tuple[int, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference_ms is None:
+            self.reference_ms = monotonic_reference(self.clock)
+        self.bridges = bridges_of(self.pollers)
+
+    @property
+    def last_poll_ms(self) -> int:
+        """The last poll moment every device has been polled for (tests and the status display)."""
+        return min(bridge.last_poll_ms for bridge in self.bridges)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and publish until ``stop`` is set; then say offline and disconnect."""
-        publisher = self.publisher = Publisher(self.site.id, self.outbox, self.broker, self.clock)
+        publisher = self.publisher = Publisher(
+            self.site.id, self.outbox, self.broker, self.clock, self.publisher_settings
+        )
         publisher.start()
+        stats = self.outbox.stats()
         log.info(
-            "school %s: polling %d devices every %d s; %d samples waiting in the outbox",
+            "school %s: polling %d devices every %d s; the outbox holds %d samples and %d events (%.1f MB)",
             self.site.id,
             len(self.pollers),
             self.site.poll_period_s,
-            self.outbox.count(),
+            stats["samples"],
+            stats["events"],
+            stats["bytes"] / 1e6,
         )
         sending = asyncio.create_task(publisher.run(stop))
         try:
-            await self._poll_until(stop)
+            # A loop per connection: a slow device (a dongle's 10 s timeout) never holds up the others.
+            await asyncio.gather(*(self._poll_until(stop, bridge) for bridge in self.bridges))
         finally:
             await sending
             await publisher.stop()
-            for poller in self.pollers:
-                poller.link.close()
+            for bridge in self.bridges:
+                await bridge.link.aclose()
 
-    async def _poll_until(self, stop: asyncio.Event) -> None:
+    async def _poll_until(self, stop: asyncio.Event, bridge: Bridge) -> None:
         period_ms = self.site.poll_period_s * 1000
-        next_ms = -(-self.clock.now_ms() // period_ms) * period_ms
+        next_ms = _next_moment(self.clock.now_ms(), period_ms)
         while not stop.is_set():
-            if not await self._sleep_until(next_ms, stop):
-                return
-            await self.poll_once()
-            self.last_poll_ms = next_ms
+            now_ms = self.clock.now_ms()
+            if now_ms < next_ms - 2 * period_ms:
+                log.warning(
+                    "school %s: the clock went back to %d; realigning the polls", self.site.id, now_ms
+                )
+                next_ms = _next_moment(now_ms, period_ms)
+            if now_ms < next_ms:
+                if not await self._sleep_until(next_ms, stop):
+                    return
+                continue
+            await self._poll_bridges([bridge], check_clock=bridge is self.bridges[0])
+            bridge.last_poll_ms = next_ms
             next_ms += period_ms
             now_ms = self.clock.now_ms()
             if next_ms <= now_ms:
                 skipped = (now_ms - next_ms) // period_ms + 1
-                log.warning("school %s: polling fell behind; skipping %d poll moments", self.site.id, skipped)
+                log.warning(
+                    "school %s: polling %s fell behind; skipping %d poll moments",
+                    self.site.id,
+                    bridge.link.describe(),
+                    skipped,
+                )
                 next_ms += skipped * period_ms
 
     async def _sleep_until(self, moment_ms: int, stop: asyncio.Event) -> bool:
-        """Wait for the moment; False if ``stop`` came first."""
+        """Wait for the moment (or at most `MAX_SLEEP_S`); False if ``stop`` came first."""
         sleeper = asyncio.ensure_future(self.clock.sleep_until(moment_ms))
         stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([sleeper, stopper], timeout=MAX_SLEEP_S, return_when=asyncio.FIRST_COMPLETED)
         sleeper.cancel()
         stopper.cancel()
         return not stop.is_set()
 
     async def poll_once(self) -> list[int]:
-        """Poll every device once, commit what was read to the outbox, and return the new row ids."""
-        samples = [sample for sample in await asyncio.gather(*map(self._poll_device, self.pollers)) if sample]
-        if not samples:
-            return []
-        ids = self.outbox.append(samples)
-        if self.publisher is not None:
+        """Poll every device once; return the new samples' row ids."""
+        return await self._poll_bridges(self.bridges, check_clock=True)
+
+    async def _poll_bridges(self, bridges: list[Bridge], *, check_clock: bool) -> list[int]:
+        """Poll the devices of some bridges, commit what was read and what it means to the outbox; return
+        the new samples' row ids."""
+        now_ms = self.clock.now_ms()
+        events = self._check_clock(now_ms) if check_clock else []
+        polled = await asyncio.gather(*(self._poll_bridge(bridge) for bridge in bridges))
+        outcomes = [outcome for outcomes in polled for outcome in outcomes]
+        samples = []
+        for poller, ts_ms, outcome in outcomes:
+            device = poller.device
+            events += self.health.device_polled(device, poller.profile, ts_ms, outcome)
+            if isinstance(outcome, PollResult) and outcome.values is not None:
+                samples.append(NewSample(device.id, device.kind.value, ts_ms, outcome.values))
+        ids = self.outbox.append(samples) if samples else []
+        events += self._check_outbox(now_ms)
+        if events:
+            self.outbox.append_events(events)
+            for event in events:
+                _log_event(self.site.id, event)
+        if self.publisher is not None and (ids or events):
             self.publisher.wake()
         return ids
 
-    async def _poll_device(self, poller: DevicePoller) -> NewSample | None:
-        device = poller.device
-        ts_ms = self.clock.now_ms()
-        try:
-            values = await poller.poll()
-        except DeviceUnreachable as error:
-            if self._reachable.get(device.id, True):
-                log.warning("school %s: device %s unreachable: %s", self.site.id, device.id, error)
-            self._reachable[device.id] = False
-            return None
-        if not self._reachable.get(device.id, True):
-            log.info("school %s: device %s answers again", self.site.id, device.id)
-        self._reachable[device.id] = True
-        return NewSample(device=device.id, kind=device.kind.value, ts_ms=ts_ms, values=values)
+    async def _poll_bridge(
+        self, bridge: Bridge
+    ) -> list[tuple[DevicePoller, int, PollResult | DeviceUnreachable]]:
+        outcomes: list[tuple[DevicePoller, int, PollResult | DeviceUnreachable]] = []
+        for poller in bridge.pollers:
+            ts_ms = self.clock.now_ms()
+            try:
+                outcomes.append((poller, ts_ms, await poller.poll()))
+            except DeviceUnreachable as error:
+                outcomes.append((poller, ts_ms, error))
+        return outcomes
+
+    def _check_outbox(self, now_ms: int) -> list[NewEvent]:
+        dropped = self.outbox.enforce_limits(now_ms)
+        if dropped:
+            log.error(
+                "school %s: the outbox is over its bounds; dropped the %d oldest samples (%d in all)",
+                self.site.id,
+                dropped.samples,
+                dropped.samples_total,
+            )
+        return self.health.outbox_checked(now_ms, dropped, self.outbox.usage())
+
+    def _check_clock(self, now_ms: int) -> list[NewEvent]:
+        if self.reference_ms is None:
+            return []
+        reference = self.reference_ms()
+        previous, self._last_check = self._last_check, (now_ms, reference)
+        if previous is None:
+            return []
+        jump_ms = round((now_ms - previous[0]) - (reference - previous[1]))
+        return self.health.clock_checked(now_ms, jump_ms if abs(jump_ms) > CLOCK_JUMP_TOLERANCE_MS else None)
+
+
+def _next_moment(now_ms: int, period_ms: int) -> int:
+    return -(-now_ms // period_ms) * period_ms
+
+
+def _log_event(school: str, event: NewEvent) -> None:
+    where = f"device {event.device}" if event.device else "agent"
+    if event.active:
+        log.warning(
+            "school %s: %s raised %s (%s): %s", school, where, event.code, event.severity, event.message_pl
+        )
+    else:
+        log.info("school %s: %s cleared %s: %s", school, where, event.code, event.message_pl)

@@ -1,11 +1,15 @@
-"""The durable outbox: every sample a poll obtains is committed here before anything is published, and
-leaves only when the broker has acknowledged the message that carried it.
+"""The durable outbox: every sample a poll obtains and every health event is committed here before anything is
+published, and leaves only when the broker has acknowledged the message that carried it.
 
 SQLite in WAL mode with ``synchronous=FULL``: a commit is on the storage when `append` returns, so a
 ``kill -9`` or a power cut loses nothing that was appended (docs/edge.md explains the choice). The row id
 (AUTOINCREMENT, never reused) is the sample's sequence number on the wire, and acknowledgement is by row id,
-never by timestamp. ``stream`` names this outbox file; a new file (a new SD card) starts a new stream, so
-the cloud never mistakes new sequence numbers for old ones.
+never by timestamp; events have their own table and their own row ids. ``stream`` names this outbox file;
+a new file (a new SD card) starts a new stream, so the cloud never mistakes new sequence numbers for old ones.
+
+The outbox is bounded in bytes and in days. When a bound is passed, the oldest samples go first; what was
+dropped is counted (in the file, so the count survives restarts) and returned to the caller, which raises a
+health event: nothing is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from common.wire import Severity
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +33,23 @@ CREATE TABLE IF NOT EXISTS outbox (
     ts_ms INTEGER NOT NULL,
     values_json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT,
+    code TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    message_pl TEXT NOT NULL,
+    details_json TEXT NOT NULL
+);
 """
+DAY_MS = 86_400_000
+# Rows removed per statement while enforcing a bound: small enough to keep a poll's commit short.
+_DROP_CHUNK = 500
+# Once over its byte bound, the outbox is trimmed to this fraction of it, so that it is not trimmed again
+# at every poll.
+_TRIM_TO = 0.95
 
 
 @dataclass(frozen=True)
@@ -46,28 +69,78 @@ class StoredSample:
     values: dict[str, float | None]
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """A health condition raised (``active``) or cleared; see `common.wire.HealthEvent`."""
+
+    device: str | None
+    code: str
+    severity: Severity
+    active: bool
+    ts_ms: int
+    message_pl: str
+    details: dict[str, float | str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredEvent(NewEvent):
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class OutboxLimits:
+    """How much the outbox may hold before the oldest samples are dropped."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    max_age_days: float = 60.0
+    # Events are few; a flapping device could still write many. The oldest go beyond this count.
+    max_events: int = 20_000
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """What one enforcement of the bounds removed."""
+
+    samples: int = 0
+    events: int = 0
+    oldest_kept_ts_ms: int | None = None
+    # Every sample dropped over the life of this outbox file.
+    samples_total: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.samples or self.events)
+
+
 class Outbox:
     """One school's outbox file. Not thread-safe: one task owns it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: OutboxLimits | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.limits = limits or OutboxLimits()
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self.stream = self._stream_id()
+        self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
 
     def _stream_id(self) -> str:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
-        if row is not None:
-            return str(row[0])
+        stream = self._meta("stream")
+        if stream is not None:
+            return stream
         stream = secrets.token_hex(8)
         self._db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", (stream,))
         return stream
 
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # Samples.
+
     def append(self, samples: Sequence[NewSample]) -> list[int]:
-        """Commit samples durably; return their row ids (their sequence numbers)."""
+        """Commit samples durably in one transaction; return their row ids (their sequence numbers)."""
         ids = []
         with self._transaction():
             for sample in samples:
@@ -78,13 +151,22 @@ class Outbox:
                 ids.append(int(cursor.lastrowid or 0))
         return ids
 
-    def pending(self, after_id: int = 0, limit: int = 100) -> list[StoredSample]:
-        """Unacknowledged samples with a row id above ``after_id``, oldest first."""
+    def pending(self, after_id: int = 0, limit: int = 100, upto_id: int | None = None) -> list[StoredSample]:
+        """Unacknowledged samples with a row id above ``after_id`` (and at most ``upto_id``), oldest first."""
         rows = self._db.execute(
-            "SELECT id, device, kind, ts_ms, values_json FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
+            "SELECT id, device, kind, ts_ms, values_json FROM outbox "
+            "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (after_id, upto_id if upto_id is not None else 2**63 - 1, limit),
         ).fetchall()
         return [StoredSample(row[0], row[1], row[2], row[3], json.loads(row[4])) for row in rows]
+
+    def last_id_before(self, ts_ms: int) -> int:
+        """The highest row id of a pending sample taken before ``ts_ms`` (0 if none): the backlog's end."""
+        # Row ids grow with time; scanning back from the newest stops at the first old sample.
+        row = self._db.execute(
+            "SELECT id FROM outbox WHERE ts_ms < ? ORDER BY id DESC LIMIT 1", (ts_ms,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def acknowledge(self, ids: Iterable[int]) -> None:
         """Remove samples the broker has acknowledged."""
@@ -93,6 +175,154 @@ class Outbox:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def last_sequence(self) -> int:
+        """The highest row id ever given to a sample in this file (0 before the first)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    # Events.
+
+    def append_events(self, events: Sequence[NewEvent]) -> list[int]:
+        """Commit health events durably; return their row ids (their sequence numbers)."""
+        ids = []
+        with self._transaction():
+            for event in events:
+                cursor = self._db.execute(
+                    "INSERT INTO events (device, code, severity, active, ts_ms, message_pl, details_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.device,
+                        event.code,
+                        event.severity.value,
+                        int(event.active),
+                        event.ts_ms,
+                        event.message_pl,
+                        json.dumps(event.details, allow_nan=False),
+                    ),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    def pending_events(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
+        rows = self._db.execute(
+            "SELECT id, device, code, severity, active, ts_ms, message_pl, details_json FROM events "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [
+            StoredEvent(
+                id=row[0],
+                device=row[1],
+                code=row[2],
+                severity=Severity(row[3]),
+                active=bool(row[4]),
+                ts_ms=row[5],
+                message_pl=row[6],
+                details=json.loads(row[7]),
+            )
+            for row in rows
+        ]
+
+    def acknowledge_events(self, ids: Iterable[int]) -> None:
+        with self._transaction():
+            self._db.executemany("DELETE FROM events WHERE id = ?", ((row_id,) for row_id in ids))
+
+    def count_events(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    # Bounds.
+
+    def used_bytes(self) -> int:
+        """Bytes the outbox's pages hold (the file's pages less the free ones SQLite will reuse)."""
+        pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * self._page_size
+
+    def usage(self) -> float:
+        """The fraction of the byte bound in use."""
+        return self.used_bytes() / self.limits.max_bytes
+
+    def dropped_total(self) -> int:
+        return int(self._meta("dropped_samples") or 0)
+
+    def enforce_limits(self, now_ms: int) -> Dropped:
+        """Drop the oldest samples beyond the bounds in days and bytes, and the oldest events beyond their
+        count; count what was dropped. Returns what this call dropped."""
+        cutoff_ms = now_ms - round(self.limits.max_age_days * DAY_MS)
+        oldest = self._db.execute("SELECT ts_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
+        too_old = oldest is not None and oldest[0] < cutoff_ms
+        too_big = self.used_bytes() > self.limits.max_bytes
+        too_many_events = self.count_events() > self.limits.max_events
+        if not (too_old or too_big or too_many_events):
+            return Dropped(samples_total=self.dropped_total())
+        with self._transaction():
+            samples = self._drop_older_than(cutoff_ms) if too_old else 0
+            if too_big:
+                samples += self._drop_oldest_until(round(self.limits.max_bytes * _TRIM_TO))
+            events = self._drop_excess_events()
+            total = self.dropped_total() + samples
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('dropped_samples', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(total),),
+            )
+        row = self._db.execute("SELECT ts_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
+        return Dropped(samples, events, None if row is None else int(row[0]), total)
+
+    def _drop_older_than(self, cutoff_ms: int) -> int:
+        """Drop from the head of the outbox (oldest first) while its samples are older than the cutoff."""
+        dropped = 0
+        while True:
+            head = self._db.execute(
+                "SELECT id, ts_ms FROM outbox ORDER BY id LIMIT ?", (_DROP_CHUNK,)
+            ).fetchall()
+            ids = []
+            for row_id, ts_ms in head:
+                if ts_ms >= cutoff_ms:
+                    break
+                ids.append(row_id)
+            if ids:
+                self._delete_samples(ids)
+                dropped += len(ids)
+            if len(ids) < _DROP_CHUNK:
+                return dropped
+
+    def _drop_oldest_until(self, target_bytes: int) -> int:
+        dropped = 0
+        while self.used_bytes() > target_bytes:
+            ids = [
+                row[0]
+                for row in self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT ?", (_DROP_CHUNK,))
+            ]
+            if not ids:
+                break
+            self._delete_samples(ids)
+            dropped += len(ids)
+        return dropped
+
+    def _delete_samples(self, ids: list[int]) -> None:
+        self._db.execute("DELETE FROM outbox WHERE id >= ? AND id <= ?", (ids[0], ids[-1]))
+
+    def _drop_excess_events(self) -> int:
+        excess = self.count_events() - self.limits.max_events
+        if excess <= 0:
+            return 0
+        self._db.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (excess,)
+        )
+        return excess
+
+    def stats(self) -> dict[str, Any]:
+        """What the outbox holds, for the status display and the logs."""
+        oldest = self._db.execute("SELECT MIN(ts_ms) FROM outbox").fetchone()[0]
+        return {
+            "samples": self.count(),
+            "events": self.count_events(),
+            "bytes": self.used_bytes(),
+            "oldest_ts_ms": oldest,
+            "dropped_samples": self.dropped_total(),
+        }
 
     def close(self) -> None:
         self._db.close()

@@ -1,4 +1,14 @@
-"""Publishing the outbox to MQTT: QoS 1 batches, deleted from the outbox only when the broker acknowledges.
+"""Publishing the outbox to MQTT: QoS 1 messages, deleted from the outbox only when the broker acknowledges.
+
+Three lanes share the connection, in this order of priority:
+
+1. **events**: health events, one per message on the events topic, as soon as they are committed;
+2. **live**: samples taken since the connection came up (or within `PublisherSettings.live_window_ms` before
+   it), sent at once in batches with ``backfill`` false;
+3. **backfill**: the backlog older than that, sent oldest first with ``backfill`` true, after a random start
+   delay (so that 16 schools coming back together do not flood the cloud at once), at most
+   `PublisherSettings.backfill_samples_per_s`, and never taking the in-flight slots the live lane needs, so
+   that live data keeps flowing beside it.
 
 paho runs its network loop in its own thread (connecting, reconnecting with backoff, resending unacknowledged
 QoS 1 messages after a reconnect); its callbacks are handed to the agent's asyncio loop, which owns the
@@ -11,17 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from common.broker import BrokerAddress
 from common.clock import Clock
 from common.mqtt import KEEPALIVE_S, make_client
 from common.wire import (
+    MAX_PAYLOAD_BYTES,
+    MAX_SAMPLES_PER_BATCH,
     QOS,
     RETAIN_STATUS,
     RETAIN_TELEMETRY,
     Channel,
     DeviceKind,
+    HealthEvent,
     LinkState,
     Sample,
     Status,
@@ -30,18 +45,44 @@ from common.wire import (
     school_topic,
 )
 from edge import __version__
-from edge.outbox import Outbox, StoredSample
+from edge.outbox import Outbox, StoredEvent, StoredSample
 
 log = logging.getLogger(__name__)
 
 # paho keeps at most 20 QoS 1 messages in flight by default; we stay within that.
 MAX_INFLIGHT_MESSAGES = 16
-# After the broker refuses a message (e.g. not authorised), wait before offering the samples again.
+# In-flight slots the backfill lane leaves free for events and live samples.
+RESERVED_FOR_LIVE = 4
+# After the broker refuses a message (e.g. not authorised), wait before offering it again.
 REFUSAL_PAUSE_S = 30.0
+
+Lane = Literal["events", "live", "backfill"]
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    """How the publisher paces itself."""
+
+    batch_size: int = 100
+    # Samples older than this when the connection comes up are backlog [ms].
+    live_window_ms: int = 60_000
+    # Backlog replay: samples per second (0: unlimited), batch size, and the random start delay's upper bound.
+    backfill_samples_per_s: float = 200.0
+    backfill_batch_size: int = 250
+    backfill_delay_max_s: float = 300.0
+    # paho's reconnect backoff [s].
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+
+
+@dataclass
+class _Inflight:
+    lane: Lane
+    ids: list[int]
 
 
 class Publisher:
-    """Moves samples from one school's outbox to the broker."""
+    """Moves samples and events from one school's outbox to the broker."""
 
     def __init__(
         self,
@@ -49,20 +90,28 @@ class Publisher:
         outbox: Outbox,
         broker: BrokerAddress,
         clock: Clock,
+        settings: PublisherSettings | None = None,
         *,
-        batch_size: int = 100,
-        backfill_after_ms: int = 60_000,
+        rng: random.Random | None = None,
     ) -> None:
         self.school_id = school_id
         self.outbox = outbox
         self.broker = broker
         self.clock = clock
-        self.batch_size = batch_size
-        self.backfill_after_ms = backfill_after_ms
+        self.settings = settings or PublisherSettings()
+        self._rng = rng or random.Random()
         self._telemetry_topic = school_topic(school_id, Channel.TELEMETRY)
         self._status_topic = school_topic(school_id, Channel.STATUS)
-        self._inflight: dict[int, list[int]] = {}
-        self._last_sent_id = 0
+        self._events_topic = school_topic(school_id, Channel.EVENTS)
+        self._inflight: dict[int, _Inflight] = {}
+        # Cursors: the highest row id offered to the broker on each lane, and where the backlog ends.
+        self._events_after = 0
+        self._live_after = 0
+        self._backlog_after = 0
+        self._backlog_upto = 0
+        self._backfill_from = 0.0
+        self._tokens = 0.0
+        self._tokens_at = 0.0
         self._connected = False
         self._paused_until = 0.0
         self._wake = asyncio.Event()
@@ -71,14 +120,24 @@ class Publisher:
         self._client = make_client(
             broker, f"edge-{school_id}", will=(self._status_topic, offline, QOS, RETAIN_STATUS)
         )
+        self._client.reconnect_delay_set(
+            round(self.settings.reconnect_min_s), round(self.settings.reconnect_max_s)
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self.acknowledged_samples = 0
+        self.acknowledged_backfill = 0
+        self.acknowledged_events = 0
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def backlog_pending(self) -> bool:
+        """Whether a backlog is waiting to be replayed."""
+        return self._backlog_after < self._backlog_upto
 
     def start(self) -> None:
         """Connect in the background; paho keeps retrying until the broker answers."""
@@ -88,52 +147,114 @@ class Publisher:
         self._client.loop_start()
 
     def wake(self) -> None:
-        """New samples are in the outbox."""
+        """New samples or events are in the outbox."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send pending samples whenever connected and below the in-flight limit, until ``stop`` is set."""
+        """Send what the outbox holds whenever connected, until ``stop`` is set."""
         while not stop.is_set():
             self._wake.clear()
-            while self._may_send() and self._send_next_batch():
+            while self._send_one():
                 pass
+            # A paced backlog needs a look now and then even when nothing new arrives.
+            timeout = 0.1 if self.backlog_pending else 1.0
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
 
-    def _may_send(self) -> bool:
-        return (
-            self._connected
-            and len(self._inflight) < MAX_INFLIGHT_MESSAGES
-            and self._loop.time() >= self._paused_until
-        )
-
-    def _send_next_batch(self) -> bool:
-        rows = self.outbox.pending(after_id=self._last_sent_id, limit=self.batch_size)
-        if not rows:
+    def _send_one(self) -> bool:
+        """Publish one message from the first lane that has something to send; False when none can."""
+        if not self._connected or self._loop.time() < self._paused_until:
             return False
-        batch = self._batch(rows)
-        info = self._client.publish(self._telemetry_topic, encode(batch), qos=QOS, retain=RETAIN_TELEMETRY)
-        self._inflight[info.mid] = [row.id for row in rows]
-        self._last_sent_id = rows[-1].id
+        if len(self._inflight) >= MAX_INFLIGHT_MESSAGES:
+            return False
+        return self._send_event() or self._send_live() or self._send_backfill()
+
+    def _send_event(self) -> bool:
+        events = self.outbox.pending_events(after_id=self._events_after, limit=1)
+        if not events:
+            return False
+        self._publish(self._events_topic, encode(self._event(events[0])), "events", [events[0].id])
+        self._events_after = events[0].id
         return True
 
-    def _batch(self, rows: list[StoredSample]) -> TelemetryBatch:
-        now_ms = self.clock.now_ms()
+    def _send_live(self) -> bool:
+        rows = self.outbox.pending(
+            after_id=max(self._live_after, self._backlog_upto), limit=self.settings.batch_size
+        )
+        if not rows:
+            return False
+        self._send_samples(rows, "live")
+        self._live_after = rows[-1].id
+        return True
+
+    def _send_backfill(self) -> bool:
+        if not self.backlog_pending or len(self._inflight) >= MAX_INFLIGHT_MESSAGES - RESERVED_FOR_LIVE:
+            return False
+        now = self._loop.time()
+        if now < self._backfill_from:
+            return False
+        limit = min(self.settings.backfill_batch_size, MAX_SAMPLES_PER_BATCH)
+        rows = self.outbox.pending(after_id=self._backlog_after, upto_id=self._backlog_upto, limit=limit)
+        if not rows:
+            self._backlog_after = self._backlog_upto
+            log.info("school %s: backlog replayed", self.school_id)
+            return False
+        rate = self.settings.backfill_samples_per_s
+        if rate > 0:
+            # A token bucket holding one batch: a full batch (or the backlog's last rows) goes when paid for.
+            self._tokens = min(self._tokens + (now - self._tokens_at) * rate, float(limit))
+            self._tokens_at = now
+            if self._tokens < len(rows):
+                return False
+            self._tokens -= len(rows)
+        self._send_samples(rows, "backfill")
+        self._backlog_after = rows[-1].id
+        return True
+
+    def _send_samples(self, rows: list[StoredSample], lane: Lane) -> None:
+        """Publish rows as one batch, or as several if one would be over the payload limit."""
+        payload = encode(self._batch(rows, backfill=lane == "backfill"))
+        if len(payload) > MAX_PAYLOAD_BYTES and len(rows) > 1:
+            half = len(rows) // 2
+            self._send_samples(rows[:half], lane)
+            self._send_samples(rows[half:], lane)
+            return
+        self._publish(self._telemetry_topic, payload, lane, [row.id for row in rows])
+
+    def _publish(self, topic: str, payload: bytes, lane: Lane, ids: list[int]) -> None:
+        retain = RETAIN_TELEMETRY  # events are not retained either
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        self._inflight[info.mid] = _Inflight(lane, ids)
+
+    def _batch(self, rows: list[StoredSample], *, backfill: bool) -> TelemetryBatch:
         samples = [
             Sample(
                 seq=row.id, device=row.device, kind=DeviceKind(row.kind), ts_ms=row.ts_ms, values=row.values
             )
             for row in rows
         ]
-        backfill = now_ms - rows[0].ts_ms > self.backfill_after_ms
         return TelemetryBatch(
             school=self.school_id,
             stream=self.outbox.stream,
             backfill=backfill,
-            sent_ms=now_ms,
+            sent_ms=self.clock.now_ms(),
             samples=samples,
+        )
+
+    def _event(self, event: StoredEvent) -> HealthEvent:
+        return HealthEvent(
+            school=self.school_id,
+            stream=self.outbox.stream,
+            seq=event.id,
+            device=event.device,
+            code=event.code,
+            severity=event.severity,
+            active=event.active,
+            ts_ms=event.ts_ms,
+            message_pl=event.message_pl,
+            details=event.details,
         )
 
     async def stop(self, timeout_s: float = 3.0) -> None:
@@ -166,6 +287,8 @@ class Publisher:
         self._loop.call_soon_threadsafe(self._acknowledged, mid, bool(reason.is_failure), str(reason))
 
     def _set_connected(self, connected: bool) -> None:
+        if connected and not self._connected:
+            self._new_backlog()
         if connected != self._connected:
             log.info(
                 "broker %s %s",
@@ -175,18 +298,50 @@ class Publisher:
         self._connected = connected
         self._wake.set()
 
+    def _new_backlog(self) -> None:
+        """On connecting: what is older than the live window and not yet offered is backlog, replayed after
+        a random delay. Rows offered before a disconnect and not acknowledged are resent by paho itself."""
+        boundary = self.outbox.last_id_before(self.clock.now_ms() - self.settings.live_window_ms)
+        offered = max(self._live_after, self._backlog_upto)
+        if boundary <= offered:
+            return
+        if not self.backlog_pending:
+            self._backlog_after = offered
+        self._backlog_upto = boundary
+        delay_s = self._rng.uniform(0.0, self.settings.backfill_delay_max_s)
+        self._backfill_from = self._loop.time() + delay_s
+        self._tokens = float(min(self.settings.backfill_batch_size, MAX_SAMPLES_PER_BATCH))
+        self._tokens_at = self._backfill_from
+        log.info(
+            "school %s: backlog up to sample %d; replay starts in %.0f s at %g samples/s",
+            self.school_id,
+            boundary,
+            delay_s,
+            self.settings.backfill_samples_per_s,
+        )
+
     def _acknowledged(self, mid: int, refused: bool, reason: str) -> None:
-        row_ids = self._inflight.pop(mid, None)
-        if row_ids is None:
+        inflight = self._inflight.pop(mid, None)
+        if inflight is None:
             return
         if refused:
-            # Keep the samples: they will be offered again after the outbox is re-read.
-            log.error(
-                "broker refused a telemetry message (%s); %d samples stay in the outbox", reason, len(row_ids)
-            )
-            self._last_sent_id = min(self._last_sent_id, row_ids[0] - 1)
+            # Keep the rows: rewind the lane so that they are offered again after a pause.
+            log.error("broker refused a message (%s); %d rows stay in the outbox", reason, len(inflight.ids))
+            first = inflight.ids[0] - 1
+            if inflight.lane == "events":
+                self._events_after = min(self._events_after, first)
+            elif inflight.lane == "live":
+                self._live_after = min(self._live_after, first)
+            else:
+                self._backlog_after = min(self._backlog_after, first)
             self._paused_until = self._loop.time() + REFUSAL_PAUSE_S
             return
-        self.outbox.acknowledge(row_ids)
-        self.acknowledged_samples += len(row_ids)
+        if inflight.lane == "events":
+            self.outbox.acknowledge_events(inflight.ids)
+            self.acknowledged_events += len(inflight.ids)
+        else:
+            self.outbox.acknowledge(inflight.ids)
+            self.acknowledged_samples += len(inflight.ids)
+            if inflight.lane == "backfill":
+                self.acknowledged_backfill += len(inflight.ids)
         self._wake.set()

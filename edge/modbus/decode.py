@@ -125,5 +125,10 @@ def encode(
 
 def scaled(raw_value: int | float, scale: float = 1.0, power_of_ten: int = 0) -> float | None:
     """A decoded number times ``scale × 10^power_of_ten``; None when the result is not a finite number."""
-    value = float(raw_value) * scale * (10.0**power_of_ten)
+    value = float(raw_value) * scale
+    try:
+        # Dividing by a power of ten rounds as people write: 428 × 10^-1 is 42.8, not 42.80000000000001.
+        value = value * 10.0**power_of_ten if power_of_ten >= 0 else value / 10.0**-power_of_ten
+    except OverflowError:  # a garbage scale factor such as 10^32767
+        return None
     return value if math.isfinite(value) else None

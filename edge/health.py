@@ -1,0 +1,354 @@
+"""The health of a school's devices and of its agent, turned into events for the caretaker and the city.
+
+Every poll gives evidence about a few conditions of each device (it does not answer, refuses requests, answers
+slowly, sends garbage, no longer matches its profile, was replaced, reports an alarm, a counter went
+backwards); the agent adds its own (the clock jumped, the outbox had to drop readings). A condition is raised
+after ``raise_after`` polls of bad evidence in a row (a device that stops answering: two, so that one lost
+packet is not an alarm, and the event still comes within two poll periods) and cleared after `CLEAR_AFTER`
+polls of good evidence. A poll that says nothing about a condition (a device that does not answer says
+nothing about its alarms) leaves it as it is.
+
+Each raised or cleared condition becomes a `NewEvent` with a severity and a message in Polish that a school
+caretaker can act on; the agent stores it in the outbox, and the publisher sends it on the school's events
+topic. Messages of alarms a device reports come from its profile (data); the messages of the conditions every
+device shares are here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.sites import Device
+from common.wire import COUNTERS, DeviceKind, Severity
+from edge.modbus.link import DeviceUnreachable
+from edge.modbus.profiles import Profile
+from edge.outbox import Dropped, NewEvent
+from edge.poller import PollResult
+
+# Good polls in a row that clear a condition.
+CLEAR_AFTER = 2
+# An answer slower than this fraction of the device's timeout is slow.
+SLOW_FRACTION = 0.5
+# The outbox counts as full (its condition stays raised) above this fraction of its byte bound.
+FULL_FRACTION = 0.9
+
+KIND_PL = {DeviceKind.PV_INVERTER: "falownik", DeviceKind.GRID_METER: "licznik energii"}
+COUNTER_PL = {"energy_wh": "produkcji", "import_wh": "poboru z sieci", "export_wh": "oddawania do sieci"}
+# Modbus exception codes (Modbus Application Protocol v1.1b3, section 7) in the caretaker's words.
+EXCEPTION_PL = {
+    1: "niedozwolona funkcja",
+    2: "niedozwolony adres rejestru",
+    3: "niedozwolona wartość",
+    4: "awaria urządzenia",
+    5: "zapytanie przyjęte, trwa przetwarzanie",
+    6: "urządzenie zajęte",
+    10: "bramka nie zna drogi do urządzenia",
+    11: "urządzenie za bramką nie odpowiada",
+}
+
+Details = dict[str, float | str | None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A raised condition's severity, message and details."""
+
+    severity: Severity
+    message_pl: str
+    details: Details
+
+
+@dataclass
+class _Condition:
+    bad: int = 0
+    good: int = 0
+    active: bool = False
+    raised: Problem | None = None
+
+
+class Conditions:
+    """Conditions identified by (device, code), raised and cleared with hysteresis."""
+
+    def __init__(self) -> None:
+        self._conditions: dict[tuple[str | None, str], _Condition] = {}
+
+    def active(self) -> list[tuple[str | None, str]]:
+        return [key for key, condition in self._conditions.items() if condition.active]
+
+    def observe(
+        self,
+        device: str | None,
+        code: str,
+        ts_ms: int,
+        problem: Problem | None,
+        *,
+        raise_after: int = 1,
+        cleared_pl: Callable[[], str],
+        evidence: bool = True,
+    ) -> NewEvent | None:
+        """Take one poll's evidence: ``problem`` when the condition holds, None when it does not.
+
+        ``evidence`` False means the poll said nothing about this condition.
+        """
+        if not evidence:
+            return None
+        condition = self._conditions.setdefault((device, code), _Condition())
+        if problem is not None:
+            condition.bad += 1
+            condition.good = 0
+            if not condition.active and condition.bad >= raise_after:
+                condition.active, condition.raised = True, problem
+                return NewEvent(
+                    device, code, problem.severity, True, ts_ms, problem.message_pl, problem.details
+                )
+            return None
+        condition.good += 1
+        condition.bad = 0
+        if condition.active and condition.good >= CLEAR_AFTER:
+            condition.active = False
+            severity = condition.raised.severity if condition.raised else Severity.INFO
+            return NewEvent(device, code, severity, False, ts_ms, cleared_pl(), {})
+        return None
+
+
+def _name(device: Device) -> str:
+    return f"„{device.id}” ({KIND_PL[device.kind]})"
+
+
+class HealthMonitor:
+    """Turns what the agent sees into health events."""
+
+    def __init__(self) -> None:
+        self.conditions = Conditions()
+        self._counters: dict[tuple[str, str], float] = {}
+        self._last_power: dict[str, float | None] = {}
+
+    def device_polled(
+        self, device: Device, profile: Profile, ts_ms: int, outcome: PollResult | DeviceUnreachable
+    ) -> list[NewEvent]:
+        """The events one poll of one device raises or clears."""
+        events = [self._reachability(device, ts_ms, outcome)]
+        if isinstance(outcome, PollResult):
+            events += self._answers(device, profile, ts_ms, outcome)
+            if outcome.values is not None:
+                events += self._values(device, profile, ts_ms, outcome.values)
+                self._last_power[device.id] = outcome.values.get("power_w")
+        return [event for event in events if event is not None]
+
+    def _reachability(
+        self, device: Device, ts_ms: int, outcome: PollResult | DeviceUnreachable
+    ) -> NewEvent | None:
+        problem = None
+        if isinstance(outcome, DeviceUnreachable):
+            # An inverter that stopped answering after producing nothing has most likely gone to sleep.
+            asleep = device.kind is DeviceKind.PV_INVERTER and not self._last_power.get(device.id)
+            if asleep and device.id in self._last_power:
+                problem = Problem(
+                    Severity.INFO,
+                    f"Falownik „{device.id}” nie odpowiada. Przy ostatnim odczycie nie produkował prądu, "
+                    "więc najpewniej jest uśpiony na noc. Jeśli nie odezwie się za dnia, sprawdź jego "
+                    "zasilanie.",
+                    {"error": str(outcome)},
+                )
+            else:
+                problem = Problem(
+                    Severity.CRITICAL,
+                    f"Urządzenie {_name(device)} nie odpowiada na zapytania. Sprawdź, czy jest włączone "
+                    "i czy przewód sieciowy lub RS-485 jest podłączony.",
+                    {"error": str(outcome)},
+                )
+        return self.conditions.observe(
+            device.id,
+            "device_unreachable",
+            ts_ms,
+            problem,
+            raise_after=2,
+            cleared_pl=lambda: f"Urządzenie {_name(device)} znów odpowiada.",
+        )
+
+    def _answers(
+        self, device: Device, profile: Profile, ts_ms: int, result: PollResult
+    ) -> list[NewEvent | None]:
+        name = _name(device)
+        refused = result.refusals[0] if result.refusals else None
+        slow = result.slowest_s > SLOW_FRACTION * profile.timeout_s
+        observe = self.conditions.observe
+        return [
+            observe(
+                device.id,
+                "device_refuses",
+                ts_ms,
+                Problem(
+                    Severity.WARNING,
+                    f"Urządzenie {name} odrzuca odczyt rejestrów {refused.address}–"
+                    f"{refused.address + refused.count - 1} (wyjątek Modbus {refused.exception_code}: "
+                    f"{EXCEPTION_PL.get(refused.exception_code, 'nieznany kod')}). Sprawdź, czy profil "
+                    f"„{profile.name}” pasuje do urządzenia i czy jego adres Modbus to {device.unit}.",
+                    {
+                        "address": refused.address,
+                        "count": refused.count,
+                        "exception_code": refused.exception_code,
+                    },
+                )
+                if refused
+                else None,
+                raise_after=2,
+                cleared_pl=lambda: f"Urządzenie {name} znów przyjmuje odczyty.",
+            ),
+            observe(
+                device.id,
+                "device_slow",
+                ts_ms,
+                Problem(
+                    Severity.WARNING,
+                    f"Urządzenie {name} odpowiada bardzo wolno ({result.slowest_s:.1f} s przy limicie "
+                    f"{profile.timeout_s:.1f} s). Odczyty mogą zacząć przepadać: sprawdź sieć lub przewód "
+                    "RS-485.",
+                    {"seconds": round(result.slowest_s, 3), "timeout_s": profile.timeout_s},
+                )
+                if slow
+                else None,
+                raise_after=2,
+                cleared_pl=lambda: f"Urządzenie {name} znów odpowiada szybko.",
+            ),
+            observe(
+                device.id,
+                "device_mismatch",
+                ts_ms,
+                Problem(
+                    Severity.CRITICAL,
+                    f"Urządzenie {name} odpowiada, ale nie pasuje do profilu „{profile.name}” "
+                    f"({result.mismatch}). Czy zostało wymienione na inny model? Odczyty są wstrzymane.",
+                    {"reason": result.mismatch},
+                )
+                if result.mismatch
+                else None,
+                raise_after=2,
+                cleared_pl=lambda: (
+                    f"Urządzenie {name} znów pasuje do swojego profilu; odczyty idą normalnie."
+                ),
+            ),
+            observe(
+                device.id,
+                "implausible_values",
+                ts_ms,
+                Problem(
+                    Severity.WARNING,
+                    f"Urządzenie {name} podaje niewiarygodne wartości ({', '.join(result.implausible)}); te "
+                    "odczyty pominięto. Możliwe zakłócenia na przewodzie albo zły profil urządzenia.",
+                    {"quantities": ", ".join(result.implausible)},
+                )
+                if result.implausible
+                else None,
+                cleared_pl=lambda: f"Urządzenie {name} znów podaje wiarygodne wartości.",
+                evidence=result.values is not None,
+            ),
+            observe(
+                device.id,
+                "device_replaced",
+                ts_ms,
+                Problem(
+                    Severity.WARNING,
+                    f"Urządzenie {name} zostało wymienione: było „{result.replaced[0]}”, jest "
+                    f"„{result.replaced[1]}”. Jeśli to nie była zapowiedziana wymiana, zgłoś to w urzędzie.",
+                    {"before": result.replaced[0], "now": result.replaced[1]},
+                )
+                if result.replaced
+                else None,
+                cleared_pl=lambda: f"Wymiana urządzenia {name} przyjęta; odczyty idą normalnie.",
+                evidence=result.values is not None,
+            ),
+        ]
+
+    def _values(
+        self, device: Device, profile: Profile, ts_ms: int, values: dict[str, float | None]
+    ) -> list[NewEvent | None]:
+        events = [self._counters_check(device, ts_ms, values)]
+        for alarm in profile.alarms:
+            holds = alarm.active(values.get(alarm.field))
+            events.append(
+                self.conditions.observe(
+                    device.id,
+                    alarm.code,
+                    ts_ms,
+                    Problem(alarm.severity, alarm.message_pl, {alarm.field: values.get(alarm.field)})
+                    if holds
+                    else None,
+                    cleared_pl=functools.partial("Ustąpiło: {}".format, alarm.message_pl),
+                    evidence=holds is not None,
+                )
+            )
+        return events
+
+    def _counters_check(self, device: Device, ts_ms: int, values: dict[str, float | None]) -> NewEvent | None:
+        backwards = None
+        seen = False
+        for quantity in COUNTERS[device.kind]:
+            value = values.get(quantity)
+            if value is None:
+                continue
+            seen = True
+            previous = self._counters.get((device.id, quantity))
+            self._counters[(device.id, quantity)] = value
+            if previous is not None and value < previous and backwards is None:
+                backwards = Problem(
+                    Severity.WARNING,
+                    f"Licznik {COUNTER_PL.get(quantity, quantity)} urządzenia {_name(device)} cofnął się z "
+                    f"{previous:.0f} Wh do {value:.0f} Wh: licznik wyzerowano albo urządzenie wymieniono. "
+                    "Odczyty są zachowane; chmura uwzględni nowy stan licznika.",
+                    {"quantity": quantity, "previous": previous, "current": value},
+                )
+        return self.conditions.observe(
+            device.id,
+            "counter_backwards",
+            ts_ms,
+            backwards,
+            cleared_pl=lambda: f"Licznik urządzenia {_name(device)} znów rośnie normalnie.",
+            evidence=seen,
+        )
+
+    def clock_checked(self, ts_ms: int, jump_ms: int | None) -> list[NewEvent]:
+        """The events of one check of the clock against the monotonic time (``jump_ms`` when it jumped)."""
+        event = self.conditions.observe(
+            None,
+            "clock_jump",
+            ts_ms,
+            Problem(
+                Severity.WARNING,
+                f"Zegar komputera w szkole przeskoczył o {jump_ms / 1000:+.0f} s. Sprawdź połączenie z "
+                "internetem (synchronizację czasu); odczyty z tej chwili mogą mieć złą godzinę.",
+                {"jump_s": jump_ms / 1000},
+            )
+            if jump_ms is not None
+            else None,
+            cleared_pl=lambda: "Zegar komputera w szkole chodzi znów równo.",
+        )
+        return [event] if event else []
+
+    def outbox_checked(self, ts_ms: int, dropped: Dropped, usage: float) -> list[NewEvent]:
+        """The events of one enforcement of the outbox's bounds."""
+        # Raised when something was dropped; kept raised while the outbox stays nearly full.
+        still_full = usage >= FULL_FRACTION and (None, "outbox_dropped") in self.conditions.active()
+        full = bool(dropped) or still_full
+        event = self.conditions.observe(
+            None,
+            "outbox_dropped",
+            ts_ms,
+            Problem(
+                Severity.CRITICAL,
+                "Bufor odczytów jest pełny, bo od dawna nie ma połączenia z chmurą: usunięto "
+                f"{dropped.samples} najstarszych odczytów (łącznie {dropped.samples_total}). "
+                "Przywróć połączenie z internetem.",
+                {
+                    "dropped": dropped.samples,
+                    "dropped_total": dropped.samples_total,
+                    "usage": round(usage, 3),
+                },
+            )
+            if full
+            else None,
+            cleared_pl=lambda: "Bufor odczytów znów ma miejsce; żadne odczyty nie są usuwane.",
+        )
+        return [event] if event else []
