@@ -63,7 +63,11 @@ class Client:
         self._lock = threading.Lock()
         self.disconnected = threading.Event()
         self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            # A refused or dropped connection stays closed: the tests look at why.
+            reconnect_on_failure=False,
         )
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -144,8 +148,10 @@ class Client:
             for message in self.receive(timeout_s, until=(topic, payload))
         )
 
-    def receive(self, timeout_s: float, until: tuple[str, bytes] | None = None) -> list[Received]:
-        """What arrives within ``timeout_s`` (or until the given message arrives)."""
+    def receive(
+        self, timeout_s: float, until: tuple[str, bytes] | None = None, count: int | None = None
+    ) -> list[Received]:
+        """What arrives within ``timeout_s``, or until the given message or ``count`` messages arrived."""
         deadline = time.monotonic() + timeout_s
         received = []
         while (left := deadline - time.monotonic()) > 0:
@@ -155,6 +161,8 @@ class Client:
                 break
             received.append(message)
             if until is not None and (message.topic, message.payload) == until:
+                break
+            if count is not None and len(received) >= count:
                 break
         return received
 
