@@ -361,3 +361,13 @@ class BodyLimits:
 
 #: The caller of a route any signed-in user or key may call: ``principal: CurrentPrincipal``.
 CurrentPrincipal = Annotated[Principal, Authenticated()]
+
+
+def mount_public(app: FastAPI, path: str, asgi_app: Any, name: str | None = None) -> None:
+    """Mount an ASGI app (a directory of static pages) that anyone may read, with its rule declared; call it
+    before `install_rules` (in `cloud.api.main.create_app`)."""
+    app.mount(path, asgi_app, name=name)
+    mounted = next(
+        route for route in reversed(app.router.routes) if isinstance(route, Mount) and route.path == path
+    )
+    declare(mounted, Public())
