@@ -1,5 +1,5 @@
-"""`lokalnie broker ...` as the city's IT runs it: the README's sequence of commands, each saying what it wrote,
-and bad input refused in one line with exit code 2."""
+"""`lokalnie broker ...` as the city's IT runs it: the README's sequence of commands, each saying what it
+wrote, and bad input refused in one line with exit code 2."""
 
 from __future__ import annotations
 

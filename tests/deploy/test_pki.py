@@ -1,4 +1,4 @@
-"""The city's CA and the certificates it issues: what they say, how their keys are kept, and what is refused."""
+"""The city's CA and the certificates it issues: what they say, how their keys are kept, what is refused."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_revoking_lists_every_certificate_of_the_user(layout: SecretsLayout) -> 
 
 def test_bad_input_is_refused(tmp_path: Path, layout: SecretsLayout) -> None:
     empty = SecretsLayout(tmp_path / "empty")
-    with pytest.raises(pki.PkiError, match="no CA in .*pki-init"):
+    with pytest.raises(pki.PkiError, match=r"no CA in .*pki-init"):
         pki.issue_server_cert(empty, ["mqtt.example.pl"])
     with pytest.raises(pki.PkiError, match="neither a host name nor an IP address"):
         pki.issue_server_cert(layout, ["not a host"])
