@@ -28,6 +28,6 @@ def upgrade_database(url: str) -> None:
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")
     finally:
         engine.dispose()

@@ -247,3 +247,119 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(AUDIT_TARGET_CHARS))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     client_ip: Mapped[str | None] = mapped_column(String(CLIENT_IP_CHARS), nullable=True)
+
+
+EVENT_MESSAGE_CHARS = 500
+# A condition raised about the school's agent itself rather than one of its devices.
+SCHOOL_LEVEL_DEVICE = ""
+
+
+class Event(Base):
+    """A health event of a school's edge agent (`common.wire.HealthEvent`), stored once per
+    ``(school_id, stream, seq)``."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("school_id", "stream", "seq"),
+        Index("ix_events_school_ts", "school_id", "ts_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"))
+    stream: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    device_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    code: Mapped[str] = mapped_column(String(48))
+    severity: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    message_pl: Mapped[str] = mapped_column(String(EVENT_MESSAGE_CHARS))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class EventState(Base):
+    """Whether a condition ``(school, device, code)`` is raised now: the newest event about it decides.
+    ``device_id`` is `SCHOOL_LEVEL_DEVICE` for a condition of the agent itself."""
+
+    __tablename__ = "event_states"
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code: Mapped[str] = mapped_column(String(48), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    severity: Mapped[str] = mapped_column(String(16))
+    # When the condition entered its present state (raised or cleared), and the newest event's time.
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    message_pl: Mapped[str] = mapped_column(String(EVENT_MESSAGE_CHARS))
+
+
+class CounterCorrection(Base):
+    """A step of a cumulative counter that the interval energies do not take as measured: a reset (the
+    counter fell), a rollover (it wrapped at its register's limit) or a jump (it grew faster than the device
+    can). The step ends at the reading of ``ts_ms``; ``counted_wh`` is the energy counted for it instead of
+    ``value_wh - previous_wh``."""
+
+    __tablename__ = "counter_corrections"
+    __table_args__ = (Index("ix_counter_corrections_school_ts", "school_id", "ts_ms"),)
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[str] = mapped_column(String(48), primary_key=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    correction: Mapped[str] = mapped_column(String(16))
+    previous_ts_ms: Mapped[int] = mapped_column(BigInteger)
+    previous_wh: Mapped[float] = mapped_column(Float)
+    value_wh: Mapped[float] = mapped_column(Float)
+    counted_wh: Mapped[float] = mapped_column(Float)
+    detected_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class IngestWorker(Base):
+    """One ingest process's counters, keyed by its MQTT client id and updated in the transactions that store
+    what they count, so they agree with the data whatever happens to the process."""
+
+    __tablename__ = "ingest_workers"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(64))
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    # Real time of the process's last sign of life (a commit or its periodic heartbeat).
+    heartbeat_ms: Mapped[int] = mapped_column(BigInteger)
+    messages: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[int] = mapped_column(BigInteger)
+    readings: Mapped[int] = mapped_column(BigInteger)
+    duplicates: Mapped[int] = mapped_column(BigInteger)
+    dead_letters: Mapped[int] = mapped_column(BigInteger)
+    refused_readings: Mapped[int] = mapped_column(BigInteger)
+    statuses: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+    corrections: Mapped[int] = mapped_column(BigInteger)
+    intervals: Mapped[int] = mapped_column(BigInteger)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+    # The newest sample time stored by this process, and of its last transaction: commit time minus it.
+    newest_ts_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    commit_lag_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Messages received and not yet stored, at the last heartbeat.
+    queued: Mapped[int] = mapped_column(Integer)
+    timeseries_lines: Mapped[int] = mapped_column(BigInteger)
+    timeseries_batches: Mapped[int] = mapped_column(BigInteger)
+    timeseries_failures: Mapped[int] = mapped_column(BigInteger)
+
+
+class TimeseriesOutbox(Base):
+    """Line protocol waiting for the time-series database: written in the transaction that stores the data
+    it describes, deleted once the database has accepted it. ``body`` is one gzip member."""
+
+    __tablename__ = "timeseries_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    lines: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # A sender that took the row and until when (real time); another sender waits until then.
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
