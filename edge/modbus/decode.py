@@ -126,6 +126,9 @@ def encode(
 def scaled(raw_value: int | float, scale: float = 1.0, power_of_ten: int = 0) -> float | None:
     """A decoded number times ``scale × 10^power_of_ten``; None when the result is not a finite number."""
     value = float(raw_value) * scale
+    if scale != 1.0:
+        # A gain of 0.1 is exact for people but not in binary: 423 × 0.1 is 42.300000000000004.
+        value = float(f"{value:.12g}")
     try:
         # Dividing by a power of ten rounds as people write: 428 × 10^-1 is 42.8, not 42.80000000000001.
         value = value * 10.0**power_of_ten if power_of_ten >= 0 else value / 10.0**-power_of_ten

@@ -53,3 +53,11 @@ def string(text: str, registers: int) -> list[int]:
 def scaled(value: float, scale_factor: int) -> float:
     """The raw number a device sends for `value` with a SunSpec scale factor: value / 10^sf."""
     return value / 10.0**scale_factor
+
+
+def int32(value: float) -> list[int]:
+    """Two registers of a signed 32-bit value rounded (two's complement), high word first."""
+    number = round(value)
+    if not -0x80000000 <= number <= 0x7FFFFFFF:
+        raise OverflowError(f"{value} does not fit in int32")
+    return uint32(number & 0xFFFFFFFF)

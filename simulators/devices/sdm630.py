@@ -62,7 +62,7 @@ class Sdm630(SimulatedDevice):
 
     def values_at(self, ts_ms: int) -> dict[Sdm630Register, float]:
         """The meter's readings at `ts_ms`, in its units (V, A, W, Hz, kWh)."""
-        state = self.model.state_at(ts_ms)
+        state = self.state_at(ts_ms)
         voltages = grid.phase_voltages_v(ts_ms, state.grid_power_w, seed=self.model.seed)
         loads = [state.load_w * share for share in LOAD_SHARE_PER_PHASE]
         powers = [load - state.pv_power_w / 3.0 for load in loads]

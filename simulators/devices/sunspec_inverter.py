@@ -61,6 +61,10 @@ MPP_VOLTAGE_PER_K = -0.0035
 NOMINAL_EFFICIENCY = 0.965
 
 
+# Evt1 bit 0 (GROUND_FAULT): the alarm a faulted simulated inverter shows.
+EVT1_GROUND_FAULT = 1 << 0
+
+
 class Model103(IntEnum):
     """Offsets of the model 103 points from the model's ID register (pysunspec2 ``model_103.json``)."""
 
@@ -139,7 +143,7 @@ class SunSpecInverter(SimulatedDevice):
 
     @property
     def serial_number(self) -> str:
-        return f"SIM-{self.model.site.id}-{self.unit}"[:32]
+        return self.serial[:32]
 
     @property
     def w_sf(self) -> int:
@@ -164,7 +168,7 @@ class SunSpecInverter(SimulatedDevice):
         ]
 
     def _inverter_model(self, ts_ms: int) -> list[int]:
-        state = self.model.state_at(ts_ms)
+        state = self.state_at(ts_ms)
         seed = self.model.seed
         rating_w = self.model.pv_system.ac_rating_w
         producing = state.pv_power_w > 0
@@ -216,15 +220,22 @@ class SunSpecInverter(SimulatedDevice):
             Model103.TMP_TRNS: INT16_NOT_IMPLEMENTED,
             Model103.TMP_OT: INT16_NOT_IMPLEMENTED,
             Model103.TMP_SF: int16(TMP_SF),
-            Model103.ST: OperatingState.MPPT if producing else OperatingState.SLEEPING,
+            Model103.ST: self._operating_state(producing),
             Model103.ST_VND: UINT16_NOT_IMPLEMENTED,
         }
         for offset, value in points.items():
             registers[offset] = value
         # A counter shows whole watt-hours it has completed, never more than was produced.
         registers[Model103.WH : Model103.WH + 2] = uint32(math.floor(state.pv_energy_wh) & 0xFFFFFFFF)
-        registers[Model103.EVT1 : Model103.EVT1 + 2] = uint32(0)
+        registers[Model103.EVT1 : Model103.EVT1 + 2] = uint32(
+            EVT1_GROUND_FAULT if self.faults.fault_state else 0
+        )
         registers[Model103.EVT2 : Model103.EVT2 + 2] = uint32(0)
         for vendor_events in (Model103.EVT_VND1, Model103.EVT_VND2, Model103.EVT_VND3, Model103.EVT_VND4):
             registers[vendor_events : vendor_events + 2] = uint32(UINT32_NOT_IMPLEMENTED)
         return registers
+
+    def _operating_state(self, producing: bool) -> OperatingState:
+        if self.faults.fault_state:
+            return OperatingState.FAULT
+        return OperatingState.MPPT if producing else OperatingState.SLEEPING
