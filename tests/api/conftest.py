@@ -25,6 +25,8 @@ from common.clock import ManualClock
 from tests.cloud.conftest import NOW_MS, unique_id, write_sites
 
 PASSWORD = "Zdunska-Wola-2026!"
+# For tests of logic that is the same on both databases: run them on SQLite only.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 SETUP_ACTOR = Actor(kind="cli", name="cli:tests")
 
 
