@@ -76,12 +76,14 @@ class Authenticator:
         wait_s = self.throttle.retry_after_s(name, client_ip, now)
         if wait_s:
             raise LoginThrottled(wait_s)
-        user = session.scalars(select(User).where(User.username == name)).first() if name else None
+        # What cannot be a username is not looked up (it may hold bytes a database refuses).
+        known_form = USERNAME_PATTERN.match(name) is not None
+        user = session.scalars(select(User).where(User.username == name)).first() if known_form else None
         matches = verify_password(user.password_hash if user is not None else None, password)
         if user is None or not matches or not user.active:
             locked = self.throttle.failed(name, client_ip, now)
             reason = "unknown user" if user is None else ("disabled" if matches else "wrong password")
-            target = f"user:{name}" if USERNAME_PATTERN.match(name) else "user:(not a username)"
+            target = f"user:{name}" if known_form else "user:(not a username)"
             details = {"reason": reason, "throttled": locked}
             audit(
                 session,

@@ -4,6 +4,7 @@ Public: they are the city's energy data, shown on kiosks and the city's pages, w
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -27,15 +28,17 @@ from cloud.api.security import Public
 from cloud.db.models import Link, School
 from cloud.ingest.counters import QUARTER_HOUR_MS
 from common.clock import datetime_from_ms, ms_from_datetime
-from common.wire import POWER_QUANTITY, DeviceKind
+from common.wire import POWER_QUANTITY, SCHOOL_ID_PATTERN, DeviceKind
 
 MAX_INTERVALS_SPAN = timedelta(days=31)
+_SCHOOL_ID = re.compile(SCHOOL_ID_PATTERN)
 
 router = APIRouter(prefix="/api/v1/schools", tags=["schools"], dependencies=[Public()])
 
 
 def _school_or_404(session: Session, school_id: str) -> School:
-    school = session.get(School, school_id)
+    # An id no school can have is not looked up (it may hold bytes a database refuses).
+    school = session.get(School, school_id) if _SCHOOL_ID.match(school_id) else None
     if school is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no school with id {school_id!r}")
     return school
