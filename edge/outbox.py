@@ -15,6 +15,7 @@ health event: nothing is ever dropped silently.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -290,13 +291,13 @@ class Outbox:
 
     def _drop_oldest_until(self, target_bytes: int) -> int:
         dropped = 0
-        while self.used_bytes() > target_bytes:
-            ids = [
-                row[0]
-                for row in self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT ?", (_DROP_CHUNK,))
-            ]
-            if not ids:
+        while (used := self.used_bytes()) > target_bytes:
+            count = self.count()
+            if count == 0:
                 break
+            # As many of the oldest rows as the excess holds at their average size (pages free as they empty).
+            wanted = min(_DROP_CHUNK, max(1, math.ceil((used - target_bytes) * count / used)))
+            ids = [row[0] for row in self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT ?", (wanted,))]
             self._delete_samples(ids)
             dropped += len(ids)
         return dropped

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from edge.outbox import NewSample, Outbox
+from common.wire import Severity
+from edge.outbox import NewEvent, NewSample, Outbox, OutboxLimits
 
 WRITER = """
 import sys
@@ -77,3 +78,70 @@ def test_kill_9_loses_nothing_that_append_returned(tmp_path: Path) -> None:
     stored = {row.id for row in Outbox(path).pending(limit=1_000_000)}
     assert len(confirmed) >= 300
     assert set(confirmed) <= stored
+
+
+def event(ts_ms: int, active: bool = True) -> NewEvent:
+    return NewEvent(
+        "inverter", "device_unreachable", Severity.CRITICAL, active, ts_ms, "Falownik nie odpowiada."
+    )
+
+
+def test_events_have_their_own_row_ids_and_are_acknowledged_by_them(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    sample_ids = box.append([sample(1)])
+    event_ids = box.append_events([event(1), event(2, active=False)])
+    assert event_ids == [1, 2] and sample_ids == [1]
+    stored = box.pending_events()
+    assert [(e.id, e.active, e.severity, e.message_pl) for e in stored] == [
+        (1, True, Severity.CRITICAL, "Falownik nie odpowiada."),
+        (2, False, Severity.CRITICAL, "Falownik nie odpowiada."),
+    ]
+    box.acknowledge_events([1])
+    assert [e.id for e in box.pending_events()] == [2]
+    assert box.count() == 1, "acknowledging events leaves samples alone"
+
+
+def test_the_backlog_boundary_is_a_row_id(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    ids = box.append([sample(ts) for ts in (100, 200, 300, 400)])
+    assert box.last_id_before(250) == ids[1]
+    assert box.last_id_before(50) == 0
+    assert [row.id for row in box.pending(after_id=ids[0], upto_id=ids[2])] == ids[1:3]
+
+
+def test_samples_older_than_the_age_bound_go_oldest_first_and_are_counted(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, OutboxLimits(max_age_days=1))
+    day = 86_400_000
+    box.append([sample(ts) for ts in range(0, 2 * day, day // 4)])  # 8 samples over two days
+    dropped = box.enforce_limits(now_ms=2 * day)
+    assert (dropped.samples, dropped.samples_total) == (4, 4)
+    assert dropped.oldest_kept_ts_ms == day
+    assert box.pending(limit=1)[0].ts_ms == day
+    assert not box.enforce_limits(now_ms=2 * day), "nothing more to drop"
+    box.close()
+    assert Outbox(path).dropped_total() == 4, "the count survives a restart"
+
+
+def test_the_byte_bound_drops_the_oldest_and_keeps_the_newest(tmp_path: Path) -> None:
+    limits = OutboxLimits(max_bytes=400_000)
+    box = Outbox(tmp_path / "outbox.db", limits)
+    values = {f"value_{i}": float(i) for i in range(40)}
+    total_dropped = 0
+    for batch in range(60):
+        box.append([NewSample("meter", "grid_meter", batch * 100 + i, values) for i in range(100)])
+        total_dropped += box.enforce_limits(now_ms=batch * 100).samples
+        assert box.used_bytes() <= limits.max_bytes
+    remaining = box.pending(limit=1_000_000)
+    assert total_dropped > 0 and total_dropped + len(remaining) == 6000
+    assert remaining[-1].ts_ms == 5999, "the newest samples are kept"
+    assert [row.id for row in remaining] == sorted(row.id for row in remaining)
+    assert remaining[0].id == total_dropped + 1, "what went were the oldest"
+    assert box.dropped_total() == total_dropped
+
+
+def test_events_beyond_their_count_are_dropped_oldest_first(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db", OutboxLimits(max_events=3))
+    box.append_events([event(ts) for ts in range(5)])
+    assert box.enforce_limits(now_ms=5).events == 2
+    assert [e.ts_ms for e in box.pending_events()] == [2, 3, 4]

@@ -1,0 +1,155 @@
+"""Health conditions become events within two polls, with a severity and a Polish message, and clear on
+recovery; polls that say nothing about a condition leave it as it is."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.sites import Device, TcpTransport
+from common.wire import DeviceKind, HealthEvent, Severity
+from edge.health import HealthMonitor
+from edge.modbus.link import DeviceUnreachable
+from edge.modbus.profiles import Function, Profile, load_profile
+from edge.outbox import Dropped, NewEvent
+from edge.poller import PollResult, Refusal
+from tests.conftest import PROFILES_DIR
+
+INVERTER = Device(
+    id="inverter",
+    kind=DeviceKind.PV_INVERTER,
+    profile="sunspec-inverter",
+    transport=TcpTransport(host="127.0.0.1"),
+)
+METER = Device(
+    id="meter", kind=DeviceKind.GRID_METER, profile="eastron-sdm630", transport=TcpTransport(host="h")
+)
+
+
+@pytest.fixture
+def inverter_profile() -> Profile:
+    return load_profile(PROFILES_DIR, "sunspec-inverter")
+
+
+def good(power_w: float = 1000.0, energy_wh: float = 5000.0, **values: float | None) -> PollResult:
+    return PollResult(values={"power_w": power_w, "energy_wh": energy_wh, "operating_state": 4.0, **values})
+
+
+def codes(events: list[NewEvent]) -> list[tuple[str, bool]]:
+    return [(event.code, event.active) for event in events]
+
+
+def run(
+    monitor: HealthMonitor, profile: Profile, *outcomes: PollResult | DeviceUnreachable
+) -> list[list[NewEvent]]:
+    return [monitor.device_polled(INVERTER, profile, 1000 * i, outcome) for i, outcome in enumerate(outcomes)]
+
+
+def test_a_device_that_stops_answering_is_raised_at_the_second_poll_and_cleared(
+    inverter_profile: Profile,
+) -> None:
+    lost = DeviceUnreachable("127.0.0.1:502: timeout")
+    polls = run(HealthMonitor(), inverter_profile, good(), lost, lost, lost, good(), good())
+    assert [codes(p) for p in polls] == [
+        [],
+        [],
+        [("device_unreachable", True)],
+        [],
+        [],
+        [("device_unreachable", False)],
+    ]
+    raised = polls[2][0]
+    assert raised.severity is Severity.CRITICAL
+    assert "nie odpowiada" in raised.message_pl and "„inverter”" in raised.message_pl
+    assert "znów odpowiada" in polls[5][0].message_pl
+
+
+def test_an_inverter_that_went_quiet_after_producing_nothing_is_asleep(inverter_profile: Profile) -> None:
+    lost = DeviceUnreachable("timeout")
+    polls = run(HealthMonitor(), inverter_profile, good(power_w=0.0), lost, lost)
+    assert polls[2][0].severity is Severity.INFO
+    assert "uśpiony na noc" in polls[2][0].message_pl
+
+
+def test_an_alarm_from_the_profile_is_raised_at_once_with_its_message(inverter_profile: Profile) -> None:
+    faulted = good(operating_state=7.0, event_flags=1.0)
+    polls = run(
+        HealthMonitor(), inverter_profile, good(event_flags=0.0), faulted, faulted, good(event_flags=0.0)
+    )
+    assert sorted(codes(polls[1])) == [("inverter_fault", True), ("inverter_ground_fault", True)]
+    assert polls[2] == [] and polls[3] == []
+    cleared = run(HealthMonitor(), inverter_profile, faulted, good(event_flags=0.0), good(event_flags=0.0))
+    assert sorted(codes(cleared[2])) == [("inverter_fault", False), ("inverter_ground_fault", False)]
+    fault = next(e for e in polls[1] if e.code == "inverter_fault")
+    assert fault.severity is Severity.CRITICAL and "awarię" in fault.message_pl
+    assert next(e for e in cleared[2] if e.code == "inverter_fault").message_pl.startswith("Ustąpiło: ")
+
+
+def test_a_counter_that_goes_backwards(inverter_profile: Profile) -> None:
+    polls = run(
+        HealthMonitor(),
+        inverter_profile,
+        good(energy_wh=9000),
+        good(energy_wh=12),
+        good(energy_wh=20),
+        good(),
+    )
+    assert codes(polls[1]) == [("counter_backwards", True)]
+    assert polls[1][0].details == {"quantity": "energy_wh", "previous": 9000, "current": 12}
+    assert "cofnął się z 9000 Wh do 12 Wh" in polls[1][0].message_pl
+    assert codes(polls[3]) == [("counter_backwards", False)]
+
+
+def test_refusals_slowness_garbage_mismatch_and_replacement(inverter_profile: Profile) -> None:
+    refused = PollResult(values={}, refusals=[Refusal(Function.HOLDING, 40070, 42, 6)])
+    slow = PollResult(values={}, slowest_s=0.9)
+    garbage = PollResult(values={"power_w": None}, implausible=["power_w"])
+    moved = PollResult(values=None, mismatch="register 40070 holds 7, not 103 (m103_id)")
+    replaced = PollResult(values={}, replaced=("lokalnie SIM-1", "Acme SIM-2"))
+    for bad, code, polls_to_raise in (
+        (refused, "device_refuses", 2),
+        (slow, "device_slow", 2),
+        (garbage, "implausible_values", 1),
+        (moved, "device_mismatch", 2),
+        (replaced, "device_replaced", 1),
+    ):
+        outcomes = [bad] * polls_to_raise + [good(), good()]
+        polls = run(HealthMonitor(), inverter_profile, *outcomes)
+        assert (code, True) in codes(polls[polls_to_raise - 1]), code
+        assert (code, False) in codes(polls[-1]), code
+    message = run(HealthMonitor(), inverter_profile, refused, refused)[1][0].message_pl
+    assert "wyjątek Modbus 6: urządzenie zajęte" in message
+
+
+def test_the_clock_and_the_outbox() -> None:
+    monitor = HealthMonitor()
+    jumped = monitor.clock_checked(1000, 3_600_000)
+    assert codes(jumped) == [("clock_jump", True)] and "+3600 s" in jumped[0].message_pl
+    assert monitor.clock_checked(2000, None) == []
+    assert codes(monitor.clock_checked(3000, None)) == [("clock_jump", False)]
+    dropped = monitor.outbox_checked(1000, Dropped(samples=500, samples_total=500), 0.95)
+    assert codes(dropped) == [("outbox_dropped", True)] and dropped[0].severity is Severity.CRITICAL
+    assert monitor.outbox_checked(2000, Dropped(samples_total=500), 0.95) == [], "still nearly full"
+    assert monitor.outbox_checked(3000, Dropped(samples_total=500), 0.2) == []
+    assert codes(monitor.outbox_checked(4000, Dropped(samples_total=500), 0.1)) == [("outbox_dropped", False)]
+
+
+def test_every_event_fits_the_wire_contract(inverter_profile: Profile) -> None:
+    monitor = HealthMonitor()
+    lost = DeviceUnreachable("timeout")
+    events = [e for poll in run(monitor, inverter_profile, good(), lost, lost) for e in poll]
+    events += monitor.device_polled(METER, load_profile(PROFILES_DIR, "eastron-sdm630"), 0, good())
+    events += monitor.clock_checked(0, -45_000) + monitor.outbox_checked(0, Dropped(3, 0, 5, 3), 1.0)
+    assert events
+    for seq, event in enumerate(events, start=1):
+        HealthEvent(
+            school="sp5",
+            stream="0123456789abcdef",
+            seq=seq,
+            device=event.device,
+            code=event.code,
+            severity=event.severity,
+            active=event.active,
+            ts_ms=event.ts_ms,
+            message_pl=event.message_pl,
+            details=event.details,
+        )
