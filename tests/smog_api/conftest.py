@@ -18,6 +18,7 @@ from cloud.api.routes import smog, smog_applications
 from cloud.applications.config import ApplicationsConfig
 from cloud.applications.tables import create_application_tables
 from cloud.db.engine import make_engine, make_session_factory
+from cloud.db.models import Base
 from cloud.smog import create_smog_tables, import_addresses, import_networks
 from common.clock import Clock, ManualClock, parse_iso_ms
 
@@ -27,6 +28,7 @@ OFFICER = "officer-7"
 
 
 def load_sample(engine: Engine) -> None:
+    Base.metadata.create_all(engine)  # the store's tables, for the audit log
     create_smog_tables(engine)
     create_application_tables(engine)
     with Session(engine) as session, session.begin():

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from cloud.applications.service import purge_expired
 from cloud.applications.tables import SmogApplication, SmogApplicationEvent
+from cloud.db.models import AuditEntry
 from tests.smog_api.conftest import OFFICER, PDF, PNG, SmogApi, proof_file
 from tests.smog_api.test_estimate_api import address_id
 
@@ -205,6 +206,17 @@ def test_officer_lists_reads_and_moves_an_application(api: SmogApi) -> None:
     ]
     bad = api.client.patch(f"{ROOT}/{ref}", json={"status": "done"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "status"]
+
+    with Session(api.engine) as session:
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(entry.action, entry.actor_name, entry.target) for entry in entries] == [
+        ("smog.application.view", OFFICER, "application:SS/2026/000001"),
+        ("smog.application.proof", OFFICER, "application:SS/2026/000001"),
+        ("smog.application.status", OFFICER, "application:SS/2026/000001"),
+        ("smog.application.status", OFFICER, "application:SS/2026/000001"),
+    ]  # the refused change left no entry
+    assert entries[-1].details == {"from": "in_review", "to": "needs_info", "note": True}
+    assert entries[-1].area == "smog" and entries[-1].at_ms == api.clock.now_ms()
 
     status = api.client.get(filed["status_url"]).json()
     assert status["status"] == "needs_info" and status["status_label_pl"] == "wymaga uzupełnienia"

@@ -48,6 +48,7 @@ from cloud.applications.service import (
     submit_application,
 )
 from cloud.applications.tables import SmogApplication
+from cloud.auth.audit import Actor, audit
 from common.clock import datetime_from_ms, ms_from_datetime
 
 PREFIX = "/api/v1/smog/applications"
@@ -249,10 +250,33 @@ def _detail(cipher: MultiFernet, application: SmogApplication) -> ApplicationDet
 
 @router.get("/{case}", responses={401: {"description": "Not an officer."}, 404: {"description": "No case."}})
 def read_application(
-    case: str, session: SessionDep, cipher: CipherDep, _officer: OfficerDep
+    case: str, session: SessionDep, clock: ClockDep, cipher: CipherDep, officer: OfficerDep
 ) -> ApplicationDetailPublic:
-    """One application with the applicant's decrypted details; ``case`` as SS-2026-000123."""
-    return _detail(cipher, _by_case(session, case))
+    """One application with the applicant's decrypted details; ``case`` as SS-2026-000123. Each reading
+    of personal data is in the audit log."""
+    application = _by_case(session, case)
+    _audit(session, officer, "smog.application.view", application, {}, clock.now_ms())
+    session.commit()
+    return _detail(cipher, application)
+
+
+def _audit(
+    session: Session,
+    officer: str,
+    action: str,
+    application: SmogApplication,
+    details: dict[str, object],
+    now_ms: int,
+) -> None:
+    """An audit entry in the session's transaction; never with personal data (the note is not copied)."""
+    audit(
+        session,
+        Actor(kind="user", name=officer),
+        action,
+        f"application:{application.case_number}",
+        details,
+        at_ms=now_ms,
+    )
 
 
 @router.get(
@@ -260,9 +284,13 @@ def read_application(
     response_class=Response,
     responses={401: {"description": "Not an officer."}, 404: {"description": "No case."}},
 )
-def read_proof(case: str, session: SessionDep, cipher: CipherDep, _officer: OfficerDep) -> Response:
-    """The uploaded proof, decrypted, with the type sniffed at upload."""
+def read_proof(
+    case: str, session: SessionDep, clock: ClockDep, cipher: CipherDep, officer: OfficerDep
+) -> Response:
+    """The uploaded proof, decrypted, with the type sniffed at upload; the reading is in the audit log."""
     application = _by_case(session, case)
+    _audit(session, officer, "smog.application.proof", application, {}, clock.now_ms())
+    session.commit()
     return Response(
         proof_bytes(cipher, application),
         media_type=application.proof_content_type,
@@ -289,8 +317,13 @@ def update_status(
     """Move the application through submitted → in_review → accepted, rejected or needs_info
     (needs_info → in_review), with a note the applicant sees."""
     application = _by_case(session, case)
+    now_ms = clock.now_ms()
+    details: dict[str, object] = {"from": application.status, "to": change.status, "note": bool(change.note)}
+    _audit(session, officer, "smog.application.status", application, details, now_ms)
     try:
-        change_status(session, cipher, application, change.status, change.note, officer, clock.now_ms())
+        # Commits the change and its audit entry together.
+        change_status(session, cipher, application, change.status, change.note, officer, now_ms)
     except StatusChangeError as error:
+        session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=error.message_pl) from error
     return _detail(cipher, application)
