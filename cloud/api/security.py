@@ -9,7 +9,7 @@ Every route of the app carries exactly one access rule, a dependency made by one
 
 Put it in the route's ``dependencies=[...]``, or as a parameter to get the caller:
 ``principal: Annotated[Principal, Allow(Role.ENERGY_OFFICER)]``. `install_rules` refuses to build an app
-with a route that has no rule or two, adds the error answers each rule brings (401, 403, 413, 429) to the
+with a route that has no rule or two, adds the error answers each rule brings (400, 401, 403, 413, 429) to the
 OpenAPI document, and docs/permissions.md must list the rule (tests/api/test_permissions.py checks it).
 
 A route that takes bodies over the app's limit (LOKALNIE_MAX_BODY_BYTES) says so with FastAPI's own
@@ -73,6 +73,7 @@ RESPONSE_401 = _error_response(
     {"WWW-Authenticate": "Bearer: how to authenticate."},
 )
 RESPONSE_403 = _error_response("The caller's role or school or firm may not do this.")
+RESPONSE_400 = _error_response("The request body could not be parsed (e.g. not UTF-8).")
 RESPONSE_413 = _error_response("The request body is over this route's limit.")
 RESPONSE_429 = _error_response(
     "Too many requests from this client; try again later.",
@@ -308,6 +309,7 @@ def _responses_of(rule: AccessRule, method: str) -> dict[str, dict[str, Any]]:
     if rule.rate_limit is not None:
         added["429"] = RESPONSE_429
     if method in ("POST", "PUT", "PATCH"):
+        added["400"] = RESPONSE_400
         added["413"] = RESPONSE_413
     return added
 
