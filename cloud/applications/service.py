@@ -52,6 +52,9 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "rejected": (),
 }
 
+# Concurrent filings may take the same next sequence number; each retry loses to at most one other request.
+_CASE_NUMBER_ATTEMPTS = 20
+
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -189,7 +192,7 @@ def submit_application(
     label += f", {address.postcode} Zduńska Wola"
     year = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(WARSAW).year
     token = secrets.token_urlsafe(32)
-    for _attempt in range(5):
+    for _attempt in range(_CASE_NUMBER_ATTEMPTS):
         sequence = (
             session.scalar(select(func.max(SmogApplication.sequence)).where(SmogApplication.year == year))
             or 0
@@ -228,7 +231,7 @@ def submit_application(
             continue
         logger.info("application %s filed", application.case_number)
         return Submission(application.case_number, token, False)
-    raise RuntimeError("could not allocate a case number after 5 attempts")
+    raise RuntimeError(f"could not allocate a case number after {_CASE_NUMBER_ATTEMPTS} attempts")
 
 
 def application_by_token(session: Session, token: str) -> SmogApplication | None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from cloud.applications.service import purge_expired
 from cloud.applications.tables import SmogApplication, SmogApplicationEvent
 from cloud.db.models import AuditEntry
+from tests.smog_api.conftest import NOW_MS as NOW
 from tests.smog_api.conftest import OFFICER, PDF, PNG, SmogApi, proof_file
 from tests.smog_api.test_estimate_api import address_id
 
@@ -293,3 +294,26 @@ def test_case_numbers_follow_the_pattern(api: SmogApi) -> None:
     numbers = [file(api, form(api, first_name=name)).json()["case_number"] for name in ("Ala", "Ola", "Ela")]
     assert all(re.fullmatch(r"SS/2026/\d{6}", number) for number in numbers)
     assert numbers == ["SS/2026/000001", "SS/2026/000002", "SS/2026/000003"]
+
+
+def test_concurrent_filings_get_distinct_numbers_and_one_key_one_case(api: SmogApi) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cloud.applications.form import ApplicationForm
+    from cloud.applications.service import submit_application
+
+    cipher = api.config.cipher()
+    base = form(api)
+    base["consent"] = True
+
+    def submit(name: str, key: str) -> str:
+        application = ApplicationForm.model_validate({**base, "first_name": name})
+        with Session(api.engine) as session:
+            return submit_application(session, cipher, application, PNG, "image/png", key, NOW).case_number
+
+    names = ["Ala", "Ola", "Ela", "Iza", "Ula", "Eda"]
+    with ThreadPoolExecutor(len(names)) as pool:
+        distinct = list(pool.map(submit, names, [f"key-{name}-0001" for name in names]))
+        same = list(pool.map(submit, ["Ewa"] * 6, ["key-shared-0001"] * 6))
+    assert sorted(distinct) == [f"SS/2026/{n:06d}" for n in range(1, 7)]
+    assert len(set(same)) == 1 and stored(api) == 7

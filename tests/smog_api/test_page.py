@@ -33,12 +33,13 @@ def server(tmp_path: Path) -> Iterator[str]:
         "SMOG_TEST_DATABASE_URL": f"sqlite:///{tmp_path / 'page.db'}",
         "LOKALNIE_ENV": "development",
     }
+    log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "tests.smog_api.serve:create", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -60,6 +61,7 @@ def server(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
