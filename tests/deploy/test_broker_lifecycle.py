@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def layout(root: Path) -> SecretsLayout:
     return made
 
 
-def as_user(layout: SecretsLayout, username: str, password: str | None = None) -> dict[str, object]:
+def as_user(layout: SecretsLayout, username: str, password: str | None = None) -> dict[str, Any]:
     return {
         "username": username,
         "password": password if password is not None else password_of(layout, username),
@@ -79,7 +80,7 @@ def test_a_rotated_password_replaces_the_old_one_when_the_broker_reloads(
 def test_a_revoked_certificate_is_refused_after_a_reload(root: Path, layout: SecretsLayout) -> None:
     school = edge_username(A)
 
-    def certificate_login() -> dict[str, object]:
+    def certificate_login() -> dict[str, Any]:
         files = {path.name: path for path in pki.issue_client_cert(layout, school)}
         kept = root / f"{files['client.crt'].stat().st_ino}"
         kept.mkdir()

@@ -170,9 +170,11 @@ def test_the_services_env_files_are_those_the_broker_commands_write(tmp_path: Pa
         assert [Path(resolve(item, values)) for item in services()[name]["env_file"]] == [path]
     for name in ("ingest-1", "ingest-2"):
         environment = services()[name]["environment"]
-        assert environment["LOKALNIE_INGEST_GROUP"] == "${LOKALNIE_INGEST_GROUP:?set LOKALNIE_INGEST_GROUP in .env}"
-        ca_mount = [v for v in services()[name]["volumes"] if v.endswith(":/run/lokalnie/ca.crt:ro")]
-        assert [Path(resolve(v.split(":")[0], values)) for v in ca_mount] == [secrets.broker_ca]
+        assert COMPOSE_VARIABLE.findall(environment["LOKALNIE_INGEST_GROUP"]) == ["LOKALNIE_INGEST_GROUP"]
+        mounts = [resolve(volume, values).split(":") for volume in services()[name]["volumes"]]
+        assert [Path(source) for source, target, _mode in mounts if target == "/run/lokalnie/ca.crt"] == [
+            secrets.broker_ca
+        ]
         assert environment["SSL_CERT_FILE"] == "/run/lokalnie/ca.crt"
 
 
@@ -216,16 +218,15 @@ def test_the_provisioning_and_init_files_read_only_what_compose_gives_them() -> 
     assert set(re.findall(r"\{\$(\w+)\}", (DEPLOY / "caddy" / "Caddyfile").read_text())) <= caddy_env
     influx_env = set(services()["influxdb"]["environment"])
     # Set by the InfluxDB image's entry point after its setup.
-    influx_env |= {"DOCKER_INFLUXDB_INIT_BUCKET_ID", "DOCKER_INFLUXDB_INIT_ORG_ID", "DOCKER_INFLUXDB_INIT_USER_ID"}
+    influx_env |= {f"DOCKER_INFLUXDB_INIT_{name}_ID" for name in ("BUCKET", "ORG", "USER")}
     scripts = sorted((DEPLOY / "influxdb" / "init").glob("*.sh"))
     assert scripts
     for script in scripts:
         assert os.access(script, os.X_OK), f"{script} must be executable (the image runs only those)"
         assert set(re.findall(r"\$\{(\w+)\}", script.read_text())) <= influx_env, script
         subprocess.run(["bash", "-n", str(script)], check=True)
-    modes = subprocess.run(
-        ["git", "ls-files", "-s", "deploy/influxdb/init"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
+    git = ["git", "ls-files", "-s", "deploy/influxdb/init"]
+    modes = subprocess.run(git, cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert all(line.startswith("100755") for line in modes.splitlines()), modes
 
 

@@ -92,7 +92,7 @@ def test_a_second_run_keeps_everything_and_writes_nothing(layout: SecretsLayout)
     ensure_credentials(layout, SCHOOLS, broker_url=URL)
     before = {path: path.read_bytes() for path in layout.root.rglob("*") if path.is_file()}
     outcome = ensure_credentials(layout, SCHOOLS)  # the broker URL is remembered
-    assert outcome.created == outcome.removed == outcome.written == []
+    assert (outcome.created, outcome.removed, outcome.written) == ([], [], [])
     assert {path: path.read_bytes() for path in layout.root.rglob("*") if path.is_file()} == before
 
 
