@@ -184,15 +184,16 @@ class EdgeAgent:
             bridge.last_poll_ms = next_ms
             next_ms += period_ms
             now_ms = self.clock.now_ms()
-            if next_ms <= now_ms:
-                skipped = (now_ms - next_ms) // period_ms + 1
+            if next_ms < now_ms:
+                # The moments already past are skipped, not polled in a burst.
+                caught_up = _next_moment(now_ms, period_ms)
                 log.warning(
                     "school %s: polling %s fell behind; skipping %d poll moments",
                     self.site.id,
                     bridge.link.describe(),
-                    skipped,
+                    (caught_up - next_ms) // period_ms,
                 )
-                next_ms += skipped * period_ms
+                next_ms = caught_up
 
     async def _sleep_until(self, moment_ms: int, stop: asyncio.Event) -> bool:
         """Wait for the moment (or at most `MAX_SLEEP_S`); False if ``stop`` came first."""

@@ -133,7 +133,7 @@ class HealthMonitor:
         if isinstance(outcome, PollResult):
             events += self._answers(device, profile, ts_ms, outcome)
             if outcome.values is not None:
-                events += self._values(device, profile, ts_ms, outcome.values)
+                events += self._values(device, profile, ts_ms, outcome.values, bool(outcome.implausible))
                 self._last_power[device.id] = outcome.values.get("power_w")
         return [event for event in events if event is not None]
 
@@ -173,7 +173,7 @@ class HealthMonitor:
     ) -> list[NewEvent | None]:
         name = _name(device)
         refused = result.refusals[0] if result.refusals else None
-        slow = result.slowest_s > SLOW_FRACTION * profile.timeout_s
+        slow = result.slowest_s > SLOW_FRACTION * result.timeout_s
         observe = self.conditions.observe
         return [
             observe(
@@ -204,9 +204,9 @@ class HealthMonitor:
                 Problem(
                     Severity.WARNING,
                     f"Urządzenie {name} odpowiada bardzo wolno ({result.slowest_s:.1f} s przy limicie "
-                    f"{profile.timeout_s:.1f} s). Odczyty mogą zacząć przepadać: sprawdź sieć lub przewód "
+                    f"{result.timeout_s:.1f} s). Odczyty mogą zacząć przepadać: sprawdź sieć lub przewód "
                     "RS-485.",
-                    {"seconds": round(result.slowest_s, 3), "timeout_s": profile.timeout_s},
+                    {"seconds": round(result.slowest_s, 3), "timeout_s": result.timeout_s},
                 )
                 if slow
                 else None,
@@ -263,9 +263,10 @@ class HealthMonitor:
         ]
 
     def _values(
-        self, device: Device, profile: Profile, ts_ms: int, values: dict[str, float | None]
+        self, device: Device, profile: Profile, ts_ms: int, values: dict[str, float | None], implausible: bool
     ) -> list[NewEvent | None]:
-        events = [self._counters_check(device, ts_ms, values)]
+        # A poll with garbage in some values may have garbage in the counters too: it says nothing about them.
+        events = [self._counters_check(device, ts_ms, values)] if not implausible else []
         for alarm in profile.alarms:
             holds = alarm.active(values.get(alarm.field))
             events.append(

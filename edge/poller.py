@@ -79,8 +79,9 @@ class PollResult:
     implausible: list[str] = field(default_factory=list)
     # Why the device does not match its profile (no SunSpec marker, a moved map), if it does not.
     mismatch: str | None = None
-    # The slowest answer of the poll [s].
+    # The slowest answer of the poll, and the timeout it had [s].
     slowest_s: float = 0.0
+    timeout_s: float = 1.0
     # The identity read in this poll (serial number, model), if it was read.
     identity: dict[str, str] | None = None
     # (before, now) when the identity changed: the device was replaced.
@@ -102,6 +103,7 @@ class DevicePoller:
         self._identity_due = True
         self._failures = 0
         self._skip = 0
+        self._connections_seen = 0
 
     @property
     def plan(self) -> list[ReadBlock]:
@@ -143,7 +145,9 @@ class DevicePoller:
                 self.register_map = None  # discover again at the next poll
             return PollResult(values=None, refusals=refusals, mismatch=mismatch, slowest_s=slowest)
         values, implausible = decode_fields(register_map, raw)
-        result = PollResult(values, refusals, implausible, slowest_s=slowest)
+        result = PollResult(
+            values, refusals, implausible, slowest_s=slowest, timeout_s=self.link.settings.timeout_s
+        )
         if not implausible:  # garbage in the values would be garbage in the serial number too
             await self._check_identity(register_map, result)
         return result
@@ -188,7 +192,17 @@ class DevicePoller:
 
     async def _check_identity(self, register_map: RegisterMap, result: PollResult) -> None:
         self._polls_since_identity += 1
-        due = self._identity_due or self._polls_since_identity >= self.profile.identity_every_polls
+        # A new connection may lead to a new device (a gateway keeps answering while the device behind it is
+        # swapped); unless the link closes after every poll, read the identity again after a reconnection.
+        reconnected = (
+            self.link.connections != self._connections_seen and not self.link.settings.close_after_poll
+        )
+        self._connections_seen = self.link.connections
+        due = (
+            self._identity_due
+            or reconnected
+            or self._polls_since_identity >= self.profile.identity_every_polls
+        )
         if not register_map.identity_plan or not due:
             return
         raw, _, _ = await self._read(register_map.identity_plan)

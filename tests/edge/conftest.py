@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from common.clock import parse_iso_ms
 from common.sites import Device, RtuTransport, Site, TcpTransport, load_site
-from common.wire import DeviceKind
+from common.wire import (
+    Channel,
+    DeviceKind,
+    HealthEvent,
+    TelemetryBatch,
+    decode_batch,
+    decode_event,
+    school_topic,
+)
 from lokalnie.ports import free_port
 from tests.conftest import SITES_DIR
 
@@ -48,3 +60,81 @@ def write_site(site: Site, directory: Path) -> Path:
     path = directory / f"{site.id}.yaml"
     path.write_text(yaml.safe_dump(site.model_dump(mode="json"), allow_unicode=True))
     return path
+
+
+class Collector:
+    """A real MQTT subscriber keeping the telemetry batches and health events of a school, in arrival order.
+
+    With ``session`` it keeps a persistent session (MQTT 5, clean start off): a broker with persistence queues
+    what arrives while the collector is away, across a broker restart.
+    """
+
+    def __init__(self, broker_url: str, school_id: str, *, client_id: str, session: bool = False) -> None:
+        from common.broker import parse_broker_url
+        from common.mqtt import connect_properties, make_client
+
+        self.batches: list[TelemetryBatch] = []
+        self.events: list[HealthEvent] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._topics = [school_topic(school_id, Channel.TELEMETRY), school_topic(school_id, Channel.EVENTS)]
+        address = parse_broker_url(broker_url)
+        self._client = make_client(address, client_id)
+        self._client.reconnect_delay_set(1, 1)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *args: self._subscribed.set()
+        self._client.on_message = self._on_message
+        self._client.connect_async(
+            address.host,
+            address.port,
+            clean_start=not session,
+            properties=connect_properties(3600) if session else None,
+        )
+        self._client.loop_start()
+        assert self._subscribed.wait(10), "the collector could not subscribe"
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        client.subscribe([(topic, 1) for topic in self._topics])
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        with self._lock:
+            if message.topic.endswith("/events"):
+                self.events.append(decode_event(message.payload))
+            else:
+                self.batches.append(decode_batch(message.payload))
+
+    def seqs(self, *, backfill: bool | None = None) -> list[int]:
+        """Sequence numbers received, in arrival order (with repeats), of live or backfill batches or both."""
+        with self._lock:
+            return [
+                sample.seq
+                for batch in self.batches
+                if backfill is None or batch.backfill == backfill
+                for sample in batch.samples
+            ]
+
+    def event_codes(self) -> list[tuple[str | None, str, bool]]:
+        with self._lock:
+            return [(event.device, event.code, event.active) for event in self.events]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Block (a test thread, not the event loop) until ``condition`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Await (on the event loop) until ``condition`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
