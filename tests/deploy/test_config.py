@@ -158,6 +158,29 @@ def test_the_broker_container_runs_the_tested_config_with_the_generated_files(tm
     assert mosquitto["ports"] == [f"{TLS_PORT}:{TLS_PORT}", f"{CERT_PORT}:{CERT_PORT}"]
 
 
+def test_the_broker_config_keeps_its_safeguards() -> None:
+    """Some safeguards overlap (a client without a user name is refused by both allow_anonymous and
+    use_username_as_clientid), so the runtime tests cannot tell each of them is there: this does."""
+    lines = PRODUCTION_CONFIG.read_text().splitlines()
+    settings = [line for line in lines if line and not line.startswith("#")]
+    for required in (
+        "per_listener_settings false",
+        "allow_anonymous false",
+        "password_file /mosquitto/secrets/passwd",
+        "acl_file /mosquitto/secrets/acl",
+        "persistence true",
+        "check_retain_source true",
+    ):
+        assert required in settings, required
+    listeners = "\n".join(settings).split("listener ")[1:]
+    assert len(listeners) == 2
+    for listener in listeners:
+        assert "tls_version tlsv1.2" in listener and "use_username_as_clientid true" in listener
+        assert "certfile /mosquitto/secrets/server.crt" in listener
+    assert "require_certificate true" in listeners[1] and "crlfile /mosquitto/secrets/crl.pem" in listeners[1]
+    assert not any(line.startswith(("allow_anonymous true", "listener 1883")) for line in settings)
+
+
 def test_the_services_env_files_are_those_the_broker_commands_write(tmp_path: Path) -> None:
     secrets = SecretsLayout(tmp_path)
     values = {"LOKALNIE_SECRETS_DIR": str(secrets.root)}
