@@ -120,7 +120,9 @@ async def scenario(site: Site, broker: servers.Broker, tmp_path: Path) -> list[t
             for _ in range(2):
                 await rig.poll()
             assert rig.raised == [], "a healthy school raises nothing"
-            return await faults(rig)
+            seen = await faults(rig)
+            await wait_until(lambda: agent.outbox.count_events() == 0, 15, "the events to be acknowledged")
+            return seen
         finally:
             stop.set()
             await running
