@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from common.clock import parse_iso_ms
+from common.clock import Clock, parse_iso_ms
 from common.sites import Device, RtuTransport, Site, TcpTransport, load_site
 from common.wire import (
     Channel,
@@ -23,6 +25,7 @@ from common.wire import (
     school_topic,
 )
 from lokalnie.ports import free_port
+from simulators.server import SiteSimulator
 from tests.conftest import SITES_DIR
 
 NOON_MS = parse_iso_ms("2026-06-15T12:00:00+02:00")
@@ -138,3 +141,34 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str)
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+@contextlib.contextmanager
+def simulator_thread(site: Site, clock: Clock, **options: Any) -> Iterator[SiteSimulator]:
+    """A `SiteSimulator` serving from its own thread and event loop, for tests whose code under test runs
+    its own loop (the command line)."""
+    ready: queue.Queue[SiteSimulator | BaseException] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        try:
+            simulator = SiteSimulator(site, clock, **options)
+            await simulator.start()
+        except BaseException as error:  # the test must see why the simulator did not start
+            ready.put(error)
+            return
+        ready.put(simulator)
+        while not stop.is_set():
+            await asyncio.sleep(0.02)
+        await simulator.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    started = ready.get(timeout=20)
+    if isinstance(started, BaseException):
+        raise started
+    try:
+        yield started
+    finally:
+        stop.set()
+        thread.join(timeout=10)
