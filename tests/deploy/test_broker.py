@@ -15,7 +15,6 @@ import pytest
 from cloud.broker import pki
 from cloud.broker.files import SecretsLayout
 from cloud.broker.users import HEALTH_USER, OPS_USER, edge_username, ingest_username
-from cloud.ingest.worker import subscriptions
 from cloud.settings import Settings
 from common.broker import BrokerAddress, parse_broker_url
 from common.mqtt import make_client
@@ -124,6 +123,9 @@ def test_a_school_writes_no_config_and_reads_no_other_school(broker: Broker) -> 
 
 
 def test_the_ingest_reads_every_school_with_its_real_subscriptions_and_writes_nothing(broker: Broker) -> None:
+    # Imported here: the other tests do not depend on the ingest's code.
+    from cloud.ingest.worker import subscriptions
+
     settings = Settings(LOKALNIE_INGEST_GROUP="ingest")
     topics = [topic for topic, _options in subscriptions(settings)]
     assert topics[0].startswith("$share/ingest/")
