@@ -77,6 +77,8 @@ class Collector:
         from common.mqtt import connect_properties, make_client
 
         self.batches: list[TelemetryBatch] = []
+        # When each batch arrived (monotonic seconds), for tests of pacing.
+        self.arrivals: list[float] = []
         self.events: list[HealthEvent] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -105,6 +107,7 @@ class Collector:
                 self.events.append(decode_event(message.payload))
             else:
                 self.batches.append(decode_batch(message.payload))
+                self.arrivals.append(time.monotonic())
 
     def seqs(self, *, backfill: bool | None = None) -> list[int]:
         """Sequence numbers received, in arrival order (with repeats), of live or backfill batches or both."""

@@ -145,3 +145,10 @@ def test_events_beyond_their_count_are_dropped_oldest_first(tmp_path: Path) -> N
     box.append_events([event(ts) for ts in range(5)])
     assert box.enforce_limits(now_ms=5).events == 2
     assert [e.ts_ms for e in box.pending_events()] == [2, 3, 4]
+
+
+def test_acknowledgement_is_by_row_id_even_for_samples_of_the_same_moment(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    ids = box.append([sample(1000), sample(1000), sample(1000)])
+    box.acknowledge([ids[1]])
+    assert [row.id for row in box.pending()] == [ids[0], ids[2]]

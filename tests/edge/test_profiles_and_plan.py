@@ -7,13 +7,18 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from common.config import ConfigError
+from common.wire import DeviceKind
+from edge.agent import build_pollers
 from edge.modbus.decode import DataType
 from edge.modbus.plan import plan_reads
 from edge.modbus.profiles import AddressRange, Function, RegisterField, load_profile
 from edge.poller import RegisterMap
+from lokalnie.cli import app
 from tests.conftest import PROFILES_DIR
+from tests.edge.conftest import device, school, write_site
 
 
 @pytest.mark.parametrize("name", sorted(path.stem for path in PROFILES_DIR.glob("*.yaml")))
@@ -119,3 +124,72 @@ def test_gaps_are_bridged_up_to_the_limit() -> None:
     assert [(b.address, b.count) for b in plan_reads(fields, 125, 9)] == [(0, 11), (30, 1)]
     assert [(b.address, b.count) for b in plan_reads(fields, 125, 19)] == [(0, 31)]
     assert len(plan_reads(fields, 125, 8)) == 3
+
+
+GOOD_FIELD = "{name: power_w, function: input, address: 12, type: f32}"
+
+
+def profile_yaml(*fields: str, extra: str = "") -> str:
+    body = "\n".join(f"  - {field}" for field in fields)
+    return f"name: custom\ndescription: x\nkind: grid_meter\nsource: x\n{extra}fields:\n{body}\n"
+
+
+SERIAL_40 = "{name: serial, address: 100, type: string, length: 40, publish: false}"
+ALARM = "alarms: [{field: state, equals: [7], code: x_fault, message_pl: Awaria}]\n"
+BAD_PROFILES = [
+    (
+        profile_yaml("{name: power_w, address: 70000, type: f32}"),
+        r"fields.0.address.*less than or equal to 65535",
+    ),
+    (profile_yaml("{name: power_w, address: 65535, type: f32}"), r"runs past register 65535"),
+    (profile_yaml(GOOD_FIELD, extra="max_registers_per_request: 200\n"), r"max_registers_per_request.*125"),
+    (
+        profile_yaml(GOOD_FIELD, SERIAL_40, extra="max_registers_per_request: 32\n"),
+        r"spans 40 registers, over the profile's limit of 32",
+    ),
+    (
+        profile_yaml(GOOD_FIELD, extra="unreadable: [{function: input, start: 10, end: 20}]\n"),
+        r"lies in registers the profile marks unreadable \(10..19\)",
+    ),
+    (profile_yaml(GOOD_FIELD, extra=ALARM), r"watches 'state', which the profile does not publish"),
+    (profile_yaml("{name: serial, address: 1, type: string, length: 4}"), r"a string cannot be published"),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), BAD_PROFILES)
+def test_a_bad_profile_is_refused_at_start_with_the_reason(tmp_path: Path, text: str, reason: str) -> None:
+    (tmp_path / "custom.yaml").write_text(text)
+    site = school([device("meter", "custom")])
+    with pytest.raises(ConfigError, match=reason) as raised:
+        build_pollers(site, tmp_path)
+    assert "custom.yaml" in str(raised.value) and "device 'meter'" in str(raised.value)
+
+
+def test_a_site_naming_a_missing_profile_or_two_line_settings_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"device 'meter'.*profile 'sdm999' does not exist"):
+        build_pollers(school([device("meter", "sdm999")]), PROFILES_DIR)
+    one = device("meter", "eastron-sdm120", serial="/dev/ttyUSB0", baud=9600)
+    other = device("meter2", "eastron-sdm120", serial="/dev/ttyUSB0", baud=2400, unit=2)
+    with pytest.raises(ConfigError, match=r"serial line /dev/ttyUSB0 with other settings"):
+        build_pollers(school([one, other]), PROFILES_DIR)
+    with pytest.raises(
+        ConfigError, match=r"is a grid_meter but profile 'sunspec-inverter' describes a pv_inverter"
+    ):
+        build_pollers(
+            school([device("meter", "sunspec-inverter").model_copy(update={"kind": DeviceKind.GRID_METER})]),
+            PROFILES_DIR,
+        )
+
+
+def test_lokalnie_edge_run_refuses_a_bad_site_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "custom.yaml").write_text(
+        profile_yaml(GOOD_FIELD, extra="max_registers_per_request: 126\n")
+    )
+    site_file = write_site(school([device("meter", "custom")]), tmp_path / "sites")
+    result = CliRunner().invoke(
+        app, ["edge", "run", "--site", str(site_file), "--outbox", str(tmp_path / "o.db")]
+    )
+    assert result.exit_code == 2
+    assert "cannot start" in result.output and "max_registers_per_request" in result.output
+    assert not (tmp_path / "o.db").exists(), "nothing starts"

@@ -1,0 +1,68 @@
+"""The publisher's backlog lane: a random start delay, then no faster than its rate, oldest first, flagged as
+backfill, against a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from common.broker import parse_broker_url
+from common.clock import SystemClock
+from edge.outbox import NewSample, Outbox
+from edge.publisher import Publisher, PublisherSettings
+from tests import servers
+from tests.edge.conftest import Collector, wait_for, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+BACKLOG = 1200
+RATE = 400.0
+BATCH = 100
+
+
+def test_the_backlog_waits_a_random_delay_then_keeps_to_its_rate(
+    broker: servers.Broker, tmp_path: Path
+) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    hour_ago = SystemClock().now_ms() - 3_600_000
+    box.append(
+        [NewSample("meter", "grid_meter", hour_ago + i, {"power_w": float(i)}) for i in range(BACKLOG)]
+    )
+    collector = Collector(broker.url, "pm7", client_id=f"pace-{tmp_path.name}")
+    settings = PublisherSettings(
+        backfill_samples_per_s=RATE, backfill_batch_size=BATCH, backfill_delay_max_s=1.5
+    )
+    delay_s = random.Random(7).uniform(0.0, settings.backfill_delay_max_s)
+
+    async def publish() -> float:
+        publisher = Publisher(
+            "pm7", box, parse_broker_url(broker.url), SystemClock(), settings, rng=random.Random(7)
+        )
+        stop = asyncio.Event()
+        publisher.start()
+        running = asyncio.create_task(publisher.run(stop))
+        await wait_until(lambda: publisher.connected, 10, "the broker")
+        connected_at = time.monotonic()
+        await wait_until(lambda: box.count() == 0, 20, "the backlog")
+        stop.set()
+        await running
+        await publisher.stop()
+        return connected_at
+
+    try:
+        connected_at = asyncio.run(publish())
+        wait_for(lambda: len(collector.seqs()) >= BACKLOG, 10, "the samples")
+    finally:
+        collector.close()
+    assert all(batch.backfill for batch in collector.batches), "an hour-old backlog is backfill"
+    assert collector.seqs() == list(range(1, BACKLOG + 1)), "oldest first, each once"
+    assert all(len(batch.samples) <= BATCH for batch in collector.batches)
+    started, finished = collector.arrivals[0], collector.arrivals[-1]
+    assert started - connected_at >= delay_s - 0.05, "the replay waits its random delay"
+    # A full batch goes at once, the rest at the rate.
+    assert finished - started >= (BACKLOG - BATCH) / RATE - 0.1
+    assert finished - started < (BACKLOG - BATCH) / RATE + 2.0
