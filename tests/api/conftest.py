@@ -1,6 +1,10 @@
 """Fixtures of the API's security tests: an app over a migrated database (SQLite and PostgreSQL) with two
 schools, a real user of every role (two school administrators, two firm accounts), their real tokens, and a
-clock for tokens and rate limits that the test moves."""
+clock for tokens and rate limits that the test moves.
+
+Passwords are argon2id hashes as in production, with the cost lowered for the tests' speed (a production
+hash costs about 0.2 s here); `test_auth.test_production_hashes_cost_what_rfc_9106_asks` checks the real
+parameters."""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from cloud.api.main import create_app
+from cloud.auth import passwords
 from cloud.auth.accounts import create_user
 from cloud.auth.audit import Actor
 from cloud.auth.roles import Role
@@ -28,6 +34,20 @@ PASSWORD = "Zdunska-Wola-2026!"
 # For tests of logic that is the same on both databases: run them on SQLite only.
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 SETUP_ACTOR = Actor(kind="cli", name="cli:tests")
+
+
+PRODUCTION_HASHER = passwords._hasher
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with a small cost: the same code paths, milliseconds instead of tenths of a second."""
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", hasher)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", _CHEAP_DUMMY)
+
+
+_CHEAP_DUMMY = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("no user has this password")
 
 
 class Now:

@@ -8,12 +8,13 @@ import json
 
 import jwt
 import pytest
+from argon2 import Type, extract_parameters
 from sqlalchemy import select
 
 from cloud.auth import accounts, passwords
 from cloud.auth.roles import Role
 from cloud.db.models import AuditEntry, RefreshToken, User
-from tests.api.conftest import PASSWORD, SETUP_ACTOR, SecuredApi, sqlite_only
+from tests.api.conftest import PASSWORD, PRODUCTION_HASHER, SETUP_ACTOR, SecuredApi, sqlite_only
 
 TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/refresh"
@@ -100,6 +101,12 @@ def test_an_unknown_user_costs_a_password_check_too(
     monkeypatch.setattr(passwords, "_hasher", Counting())
     anna.client.post(TOKEN, data={"username": "nobody", "password": PASSWORD})
     assert checked == [passwords._DUMMY_HASH]
+
+
+def test_production_hashes_cost_what_rfc_9106_asks() -> None:
+    parameters = extract_parameters(PRODUCTION_HASHER.hash(PASSWORD))
+    assert parameters.type is Type.ID
+    assert (parameters.time_cost, parameters.memory_cost, parameters.parallelism) == (3, 65536, 4)
 
 
 @sqlite_only
