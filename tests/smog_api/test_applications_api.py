@@ -255,7 +255,16 @@ def test_logs_of_a_full_flow_hold_no_personal_data(api: SmogApi, caplog: pytest.
         purge_expired(session, api.clock.now_ms() + 10 * 86_400_000, 1)
     assert "SS/2026/000001" in caplog.text  # the logs do say what happened, by case number
     logged = caplog.text + "".join(repr(record.args) for record in caplog.records)
-    for secret in (PESEL, "Zofia", "Wróblewska", "601", "zofia.wroblewska", "Łaska", "1090 1014", "10901014"):
+    for secret in (
+        PESEL,
+        "Zofia",
+        "Wróblewska",
+        "601234567",
+        "601 234 567",
+        "zofia.wroblewska",
+        "Łaska",
+        "10901014",
+    ):
         assert secret not in logged, secret
 
 
