@@ -202,3 +202,57 @@ async def faults(rig: Rig) -> list[tuple[str | None, str, bool]]:
         None, "clock_jump", lambda: rig.skew_ms.__setitem__(0, rig.skew_ms[0] - 3_600_000), lambda: None
     )
     return seen
+
+
+class SettableClock(ManualClock):
+    """A manual clock that can also be set back, as an NTP step does."""
+
+    async def set_to(self, epoch_ms: int) -> None:
+        async with self._changed:
+            self._now_ms = epoch_ms
+            self._changed.notify_all()
+        await asyncio.sleep(0)
+
+
+def test_a_clock_that_jumps_back_is_an_event_and_the_polls_realign(
+    broker: servers.Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.agent
+
+    monkeypatch.setattr(edge.agent, "MAX_SLEEP_S", 0.02)
+    site = school([device("meter", "eastron-sdm630")])
+
+    async def scenario() -> None:
+        clock = SettableClock(NOON_MS)
+        reference = [float(NOON_MS)]
+        async with SiteSimulator(site, clock):
+            box = Outbox(tmp_path / "outbox.db")
+            agent = EdgeAgent(
+                site, build_pollers(site, PROFILES_DIR), box, parse_broker_url(broker.url), clock,
+                reference_ms=lambda: reference[0],
+            )  # fmt: skip
+            stop = asyncio.Event()
+            running = asyncio.create_task(agent.run(stop))
+            try:
+                moment = NOON_MS
+                for step in range(6):
+                    # Monotonic time moves a period a step; the clock too, except for one step an hour back.
+                    reference[0] += PERIOD_MS
+                    moment += PERIOD_MS - (3_600_000 if step == 2 else 0)
+                    await clock.set_to(moment)
+                    await wait_until(lambda m=moment: agent.last_poll_ms == m, 10, f"a poll at {moment}")
+                await wait_until(lambda: box.count_events() == 0, 10, "the events to be sent")
+            finally:
+                stop.set()
+                await running
+                box.close()
+
+    collector = Collector(broker.url, site.id, client_id=f"clock-{tmp_path.name}")
+    try:
+        asyncio.run(scenario())
+        wait_for(lambda: (None, "clock_jump", False) in collector.event_codes(), 10, "the cleared jump")
+    finally:
+        collector.close()
+    raised = next(e for e in collector.events if e.code == "clock_jump" and e.active)
+    assert raised.details["jump_s"] == pytest.approx(-3600, abs=1)
+    assert "przeskoczył o -3600 s" in raised.message_pl
