@@ -5,6 +5,7 @@ answer and a strict Content-Security-Policy on HTML pages; and the settings that
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -12,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from starlette.requests import HTTPConnection
+from starlette.staticfiles import StaticFiles
 
 from cloud.api import routes
 from cloud.api.limits import (
@@ -23,7 +25,7 @@ from cloud.api.limits import (
     parse_networks,
 )
 from cloud.api.main import create_app
-from cloud.api.security import Public
+from cloud.api.security import Public, UndeclaredAccess, install_rules, mount_public
 from cloud.settings import DEFAULT_RATE_LIMITS, Settings
 from common.clock import SystemClock
 from tests.api.conftest import Now, SecuredApi, open_api, sqlite_only
@@ -265,3 +267,25 @@ def test_hsts_is_sent_in_production() -> None:
     )
     with TestClient(create_app(settings, SystemClock())) as client:
         assert client.get("/openapi.json").headers["strict-transport-security"].startswith("max-age=31536000")
+
+
+def test_a_mounted_page_is_public_and_gets_the_html_policy(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text(
+        "<!doctype html><title>Kalkulator</title><script src=app.js></script>"
+    )
+    app = FastAPI(openapi_url=None)
+    mount_public(app, "/kalkulator", StaticFiles(directory=tmp_path, html=True), name="kalkulator")
+    (permission,) = install_rules(app, {})
+    assert (permission.method, permission.path, permission.rule.who()) == (
+        "GET",
+        "/kalkulator/{path}",
+        "public",
+    )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=False)
+    with TestClient(app) as client:
+        page = client.get("/kalkulator/")
+    assert page.status_code == 200 and page.headers["content-security-policy"] == HTML_CSP
+    unmounted = FastAPI(openapi_url=None)
+    unmounted.mount("/files", StaticFiles(directory=tmp_path))
+    with pytest.raises(UndeclaredAccess, match="'/files' has no access rule"):
+        install_rules(unmounted, {})
