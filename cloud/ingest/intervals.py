@@ -1,26 +1,38 @@
-"""A school's 15-minute intervals, recomputed from its counter readings around the readings just stored.
+"""A school's 15-minute energies, kept up to date as counter readings arrive in any order.
 
-A new reading changes the interpolated counter between its neighbouring readings, so the intervals from
-the one holding the previous reading to the one holding the next are recomputed, summing over the devices
-of each kind: PV from the inverters' ``energy_wh``, import and export from the grid meters' counters.
+An interval's energy from one counter is the growth of the counter, interpolated linearly between
+readings, from the interval's start to its end, with every corrected step (a reset, rollover or jump, see
+`cloud.ingest.counters`) counted as the energy counted for it instead of as measured. Summed over the
+devices of each kind: PV from the inverters' ``energy_wh``, import and export from the grid meters'.
+
+Two implementations of the same rules:
+
+* `interval_rows` computes every interval from all readings at once (the reference, and what the tests
+  compare against);
+* `update_intervals` changes only what new readings change, reading only the readings next to each new
+  one and next to each interval boundary it affects. Since the counter is linear between readings,
+
+  .. math:: E_k = c(b_{k+1}) - c(b_k) + \\sum_j a_j \\frac{|[s_j, e_j] \\cap [b_k, b_{k+1}]|}{e_j - s_j}
+
+  with :math:`c` the raw counter interpolated at the boundaries and :math:`a_j` the adjustment (energy
+  counted minus the raw step) of each corrected step :math:`[s_j, e_j]`, kept in ``counter_corrections``.
+  Its cost per new reading does not grow with the number of readings in an interval.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import Connection, Table, literal, select, union_all
 
-from cloud.db.models import CounterReading, Device, Interval
-from cloud.db.upserts import upsert
-from cloud.ingest.counters import QUARTER_HOUR_MS, interval_energies
-from common.clock import iso_from_ms
+from cloud.ingest.bulk import Bracket, Bulk
+from cloud.ingest.checks import Limits, SchoolInfo
+from cloud.ingest.counters import CORRECTION_KINDS, QUARTER_HOUR_MS, classify_steps, interval_energies
 from common.wire import COUNTERS, DeviceKind
-
-logger = logging.getLogger(__name__)
 
 # Which interval column each kind's counter adds to.
 INTERVAL_COLUMNS: dict[tuple[DeviceKind, str], str] = {
@@ -29,14 +41,10 @@ INTERVAL_COLUMNS: dict[tuple[DeviceKind, str], str] = {
     (DeviceKind.GRID_METER, "export_wh"): "export_wh",
 }
 ENERGY_COLUMNS = ("pv_wh", "import_wh", "export_wh")
-
-_READINGS: Table = CounterReading.__table__  # type: ignore[assignment]
-_DEVICES: Table = Device.__table__  # type: ignore[assignment]
-_INTERVALS: Table = Interval.__table__  # type: ignore[assignment]
+Q = QUARTER_HOUR_MS
 
 
-@dataclass(frozen=True, order=True)
-class Series:
+class Series(NamedTuple):
     """One counter of one device."""
 
     device_id: str
@@ -51,48 +59,75 @@ class SeriesReadings:
 
 
 @dataclass(frozen=True)
-class Reset:
-    """A counter that fell: the first reading after the fall and by how much."""
+class Correction:
+    """A corrected step of a counter: it ends at the reading of ``ts_ms`` (see `cloud.ingest.counters`)."""
 
     series: Series
     ts_ms: int
-    drop_wh: float
+    correction: str
+    previous_ts_ms: int
+    previous_wh: float
+    value_wh: float
+    counted_wh: float
+
+
+IntervalRow = dict[str, float | int | bool]
+
+
+def series_max_power_w(series: Series, school: SchoolInfo, limits: Limits) -> float:
+    """The most the series' device can deliver [W], which bounds how fast its counter may grow."""
+    return limits.max_power_w(series.kind, school.pv_kwp)
 
 
 def interval_rows(
-    readings: Mapping[Series, SeriesReadings], window_start_ms: int, window_end_ms: int
-) -> tuple[list[dict[str, float | int | bool]], list[Reset]]:
+    readings: Mapping[Series, SeriesReadings],
+    window_start_ms: int,
+    window_end_ms: int,
+    max_power_w: Mapping[Series, float] | None = None,
+) -> tuple[list[IntervalRow], list[Correction]]:
     """The intervals starting in ``[window_start_ms, window_end_ms)`` that some series has data for, and the
-    counter resets found.
+    corrections found; computed from all of each series' readings at once.
 
-    Each series' energies come from `cloud.ingest.counters.interval_energies`; an interval is complete when
-    every series given is complete over it and PV, import and export each have at least one series.
+    Each series' energies come from `cloud.ingest.counters.interval_energies` with its device's maximum
+    power (``max_power_w``; none given: no jumps or rollovers); an interval is complete when every series
+    given is complete over it and PV, import and export each have at least one series.
     """
-    resets: list[Reset] = []
-    starts_ms = np.arange(window_start_ms, window_end_ms, QUARTER_HOUR_MS, dtype=np.int64)
+    corrections: list[Correction] = []
+    starts_ms = np.arange(window_start_ms, window_end_ms, Q, dtype=np.int64)
     sums_wh = {name: np.zeros(starts_ms.size) for name in ENERGY_COLUMNS}
     covered = np.zeros(starts_ms.size, dtype=bool)
     complete = np.ones(starts_ms.size, dtype=bool)
     columns_seen: set[str] = set()
-    for series, data in readings.items():
+    for series, data in sorted(readings.items()):
         column = INTERVAL_COLUMNS.get((DeviceKind(series.kind), series.quantity))
         if column is None or not data.ts_ms:
             continue
         columns_seen.add(column)
-        energies = interval_energies(data.ts_ms, data.value_wh)
-        resets.extend(
-            Reset(series, int(ts_ms), float(drop_wh))
-            for ts_ms, drop_wh in zip(energies.reset_ts_ms, energies.reset_drop_wh, strict=True)
+        energies = interval_energies(data.ts_ms, data.value_wh, max_power_w=(max_power_w or {}).get(series))
+        found = energies.corrections
+        corrections.extend(
+            Correction(
+                series, ts_ms, CORRECTION_KINDS[kind], previous_ts_ms, previous_wh, value_wh, counted_wh
+            )
+            for ts_ms, kind, previous_ts_ms, previous_wh, value_wh, counted_wh in zip(
+                found.ts_ms.tolist(),
+                found.kind.tolist(),
+                found.previous_ts_ms.tolist(),
+                found.previous_wh.tolist(),
+                found.value_wh.tolist(),
+                found.counted_wh.tolist(),
+                strict=True,
+            )
         )
         series_complete = np.zeros(starts_ms.size, dtype=bool)
         inside = (energies.start_ms >= window_start_ms) & (energies.start_ms < window_end_ms)
-        index = (energies.start_ms[inside] - window_start_ms) // QUARTER_HOUR_MS
+        index = (energies.start_ms[inside] - window_start_ms) // Q
         sums_wh[column][index] += energies.energy_wh[inside]
         covered[index] = True
         series_complete[index] = energies.complete[inside]
         complete &= series_complete
     complete &= columns_seen.issuperset(ENERGY_COLUMNS)
-    rows: list[dict[str, float | int | bool]] = []
+    rows: list[IntervalRow] = []
     for i in np.flatnonzero(covered):
         pv_wh, import_wh, export_wh = (float(sums_wh[name][i]) for name in ENERGY_COLUMNS)
         rows.append(
@@ -105,133 +140,305 @@ def interval_rows(
                 "complete": bool(complete[i]),
             }
         )
-    return rows, resets
+    return rows, corrections
 
 
-def recompute_intervals(
-    connection: Connection, school_id: str, touched: Mapping[Series, tuple[int, int]], updated_ms: int
-) -> int:
-    """Recompute and store the intervals that new readings (each series' first and last time) changed.
+# The incremental update
 
-    Returns the number of intervals written.
+
+@dataclass(frozen=True, slots=True)
+class NewReading:
+    """A counter reading just stored."""
+
+    school_id: str
+    series: Series
+    ts_ms: int
+    value_wh: float
+
+
+@dataclass
+class IntervalUpdate:
+    """What `update_intervals` changed: intervals written (new or with other values) and corrections found
+    that were not known before, each with its school."""
+
+    intervals: list[tuple[str, IntervalRow]] = field(default_factory=list)
+    corrections: list[tuple[str, Correction]] = field(default_factory=list)
+
+
+def update_intervals(
+    bulk: Bulk,
+    new: Sequence[NewReading],
+    schools: Mapping[str, SchoolInfo],
+    limits: Limits,
+    updated_ms: int,
+) -> IntervalUpdate:
+    """Bring the corrections and intervals of the schools of ``new`` (readings already inserted) up to date.
+
+    The steps that end at a new reading or at the reading after one are classified again; the intervals
+    from the one holding the reading before each new reading to the one holding the reading after it are
+    recomputed for every counter of the school, and those whose values change are written.
     """
-    if not touched:
-        return 0
-    probes = [
-        probe
-        for series, (first_ms, last_ms) in touched.items()
-        for probe in ((series, first_ms, True), (series, last_ms, False))
+    update = IntervalUpdate()
+    if not new:
+        return update
+    spans = _update_corrections(bulk, new, schools, limits, updated_ms, update)
+    windows = _windows(spans)
+    series_of = _series_of_schools(windows.keys(), spans, schools)
+    boundaries: list[tuple[str, Series, int]] = [
+        (school_id, series, boundary_ms)
+        for school_id, ranges in windows.items()
+        for series in series_of[school_id]
+        for start_ms, end_ms in ranges
+        for boundary_ms in range(start_ms, end_ms + 1, Q)
     ]
-    reach_ms = [
-        ts_ms if found is None else found[0]
-        for (_, ts_ms, _), found in zip(probes, _neighbours(connection, school_id, probes), strict=True)
-    ]
-    low_ms, high_ms = min(reach_ms), max(reach_ms)
-    window_start_ms = low_ms // QUARTER_HOUR_MS * QUARTER_HOUR_MS
-    window_end_ms = -(-high_ms // QUARTER_HOUR_MS) * QUARTER_HOUR_MS
-    readings = _readings_around(connection, school_id, window_start_ms, window_end_ms)
-    rows, resets = interval_rows(readings, window_start_ms, window_end_ms)
-    _log_new_resets(school_id, resets, touched)
-    if rows:
-        statement = upsert(
-            _INTERVALS,
-            connection.dialect.name,
-            ["school_id", "start_ms"],
-            [*ENERGY_COLUMNS, "consumption_wh", "complete", "updated_ms"],
-        )
-        connection.execute(
-            statement, [{**row, "school_id": school_id, "updated_ms": updated_ms} for row in rows]
-        )
-    return len(rows)
-
-
-Probe = tuple[Series, int, bool]
-
-
-def _neighbours(
-    connection: Connection, school_id: str, probes: Sequence[Probe]
-) -> list[tuple[int, float] | None]:
-    """For each probe (series, time, before), the series' reading (time, value) just before (or after) that
-    time, if there is one; one query for all of them, each part an index lookup."""
-    column = _READINGS.c.ts_ms
-    parts = [
-        select(
-            select(literal(index).label("probe"), column, _READINGS.c.value_wh)
-            .where(
-                _READINGS.c.school_id == school_id,
-                _READINGS.c.device_id == series.device_id,
-                _READINGS.c.quantity == series.quantity,
-                column < ts_ms if before else column > ts_ms,
-            )
-            .order_by(column.desc() if before else column.asc())
-            .limit(1)
-            .subquery()
-        )
-        for index, (series, ts_ms, before) in enumerate(probes)
-    ]
-    found: list[tuple[int, float] | None] = [None] * len(probes)
-    if parts:
-        for index, ts_ms, value_wh in connection.execute(union_all(*parts)):
-            found[index] = (int(ts_ms), float(value_wh))
-    return found
-
-
-def _readings_around(
-    connection: Connection, school_id: str, window_start_ms: int, window_end_ms: int
-) -> dict[Series, SeriesReadings]:
-    """Every counter reading of the school in the window, and for each counter of the school (those read in
-    the window and those its devices should have) the nearest reading on either side of the window."""
-    readings: dict[Series, SeriesReadings] = {}
-    window = connection.execute(
-        select(
-            _READINGS.c.device_id,
-            _READINGS.c.kind,
-            _READINGS.c.quantity,
-            _READINGS.c.ts_ms,
-            _READINGS.c.value_wh,
-        )
-        .where(
-            _READINGS.c.school_id == school_id,
-            _READINGS.c.ts_ms >= window_start_ms,
-            _READINGS.c.ts_ms <= window_end_ms,
-        )
-        .order_by(_READINGS.c.ts_ms)
+    found = bulk.brackets(
+        [(school_id, series.device_id, series.quantity, b) for school_id, series, b in boundaries],
+        strict=False,
     )
-    for device_id, kind, quantity, ts_ms, value_wh in window:
-        data = readings.setdefault(Series(device_id, kind, quantity), SeriesReadings())
-        data.ts_ms.append(int(ts_ms))
-        data.value_wh.append(float(value_wh))
-    devices = connection.execute(
-        select(_DEVICES.c.device_id, _DEVICES.c.kind).where(_DEVICES.c.school_id == school_id)
-    )
-    expected = {
-        Series(device_id, kind, quantity)
-        for device_id, kind in devices
-        for quantity in COUNTERS[DeviceKind(kind)]
+    brackets = {
+        (school_id, series, b): bracket
+        for (school_id, series, b), bracket in zip(boundaries, found, strict=True)
     }
-    probes = [
-        probe
-        for series in sorted(expected | readings.keys())
-        for probe in ((series, window_start_ms, True), (series, window_end_ms, False))
-    ]
-    for (series, _, _), found in zip(probes, _neighbours(connection, school_id, probes), strict=True):
-        if found is not None:
-            data = readings.setdefault(series, SeriesReadings())
-            data.ts_ms.append(found[0])
-            data.value_wh.append(found[1])
-    return readings
-
-
-def _log_new_resets(school_id: str, resets: list[Reset], touched: Mapping[Series, tuple[int, int]]) -> None:
-    """One warning per counter reset among the new readings: the energy of that step is counted as zero."""
-    for reset in resets:
-        span = touched.get(reset.series)
-        if span is not None and span[0] <= reset.ts_ms <= span[1]:
-            logger.warning(
-                "school %s device %s: counter %s fell by %.1f Wh at %s; counted as a reset",
+    window_rows = [(school_id, lo, hi) for school_id, ranges in windows.items() for lo, hi in ranges]
+    adjustments: dict[tuple[str, str, str], list[tuple[int, int, float]]] = defaultdict(list)
+    for school_id, device_id, quantity, start_ms, end_ms, adjustment_wh in bulk.corrections_within(
+        window_rows
+    ):
+        adjustments[(school_id, device_id, quantity)].append(
+            (int(start_ms), int(end_ms), float(adjustment_wh))
+        )
+    stored = {
+        (school_id, int(start_ms)): (float(pv), float(imp), float(exp), float(cons), bool(complete))
+        for school_id, start_ms, pv, imp, exp, cons, complete in bulk.intervals_within(window_rows)
+    }
+    changed: list[tuple[str, IntervalRow]] = []
+    for school_id, ranges in windows.items():
+        for start_ms, end_ms in ranges:
+            for row in _window_rows(school_id, series_of[school_id], start_ms, end_ms, brackets, adjustments):
+                values = (
+                    row["pv_wh"],
+                    row["import_wh"],
+                    row["export_wh"],
+                    row["consumption_wh"],
+                    row["complete"],
+                )
+                if stored.get((school_id, int(row["start_ms"]))) != values:
+                    changed.append((school_id, row))
+    bulk.upsert_intervals(
+        [
+            (
                 school_id,
-                reset.series.device_id,
-                reset.series.quantity,
-                reset.drop_wh,
-                iso_from_ms(reset.ts_ms),
+                row["start_ms"],
+                row["pv_wh"],
+                row["import_wh"],
+                row["export_wh"],
+                row["consumption_wh"],
+                row["complete"],
+                updated_ms,
             )
+            for school_id, row in changed
+        ]
+    )
+    update.intervals = changed
+    return update
+
+
+Span = tuple[int, int]
+
+
+def _update_corrections(
+    bulk: Bulk,
+    new: Sequence[NewReading],
+    schools: Mapping[str, SchoolInfo],
+    limits: Limits,
+    detected_ms: int,
+    update: IntervalUpdate,
+) -> dict[tuple[str, Series], Span]:
+    """Classify every step next to a new reading, store the corrections among them, and return for each
+    counter the span from the reading before its first new one to the reading after its last."""
+    neighbours = bulk.brackets(
+        [(r.school_id, r.series.device_id, r.series.quantity, r.ts_ms) for r in new], strict=True
+    )
+    # Each step by the series and time of the reading that ends it: (start time, start value, end value).
+    steps: dict[tuple[str, Series, int], tuple[int, float, float]] = {}
+    spans: dict[tuple[str, Series], Span] = {}
+    for reading, (before_ts, before_wh, after_ts, after_wh) in zip(new, neighbours, strict=True):
+        key = (reading.school_id, reading.series)
+        if before_ts is not None and before_wh is not None:
+            steps[(*key, reading.ts_ms)] = (before_ts, before_wh, reading.value_wh)
+        if after_ts is not None and after_wh is not None:
+            steps[(*key, after_ts)] = (reading.ts_ms, reading.value_wh, after_wh)
+        low = before_ts if before_ts is not None else reading.ts_ms
+        high = after_ts if after_ts is not None else reading.ts_ms
+        if key in spans:
+            low, high = min(low, spans[key][0]), max(high, spans[key][1])
+        spans[key] = (low, high)
+    if not steps:
+        return spans
+    keys = list(steps)
+    starts_ms = np.array([steps[key][0] for key in keys], dtype=np.int64)
+    ends_ms = np.array([key[2] for key in keys], dtype=np.int64)
+    previous_wh = np.array([steps[key][1] for key in keys])
+    value_wh = np.array([steps[key][2] for key in keys])
+    max_power_w = np.array(
+        [series_max_power_w(series, schools[school_id], limits) for school_id, series, _ in keys]
+    )
+    kinds, counted_wh = classify_steps(previous_wh, value_wh, ends_ms - starts_ms, max_power_w)
+    step_keys = [(school_id, series.device_id, series.quantity, end_ms) for school_id, series, end_ms in keys]
+    known = {
+        (str(s), str(d), str(q), int(t)): str(correction)
+        for s, d, q, t, correction, _counted in bulk.corrections_at(step_keys)
+    }
+    bulk.delete_corrections(list(known))
+    rows = []
+    for index in np.flatnonzero(kinds >= 0).tolist():
+        school_id, series, end_ms = keys[index]
+        correction = Correction(
+            series,
+            end_ms,
+            CORRECTION_KINDS[int(kinds[index])],
+            int(starts_ms[index]),
+            float(previous_wh[index]),
+            float(value_wh[index]),
+            float(counted_wh[index]),
+        )
+        rows.append(
+            (
+                school_id,
+                series.device_id,
+                series.quantity,
+                end_ms,
+                series.kind,
+                correction.correction,
+                correction.previous_ts_ms,
+                correction.previous_wh,
+                correction.value_wh,
+                correction.counted_wh,
+                detected_ms,
+            )
+        )
+        if known.get(step_keys[index]) != correction.correction:
+            update.corrections.append((school_id, correction))
+    bulk.insert_corrections(rows)
+    return spans
+
+
+def _windows(spans: Mapping[tuple[str, Series], Span]) -> dict[str, list[Span]]:
+    """For each school, the intervals to recompute as ranges (first start, last end) of whole intervals."""
+    starts: dict[str, set[int]] = defaultdict(set)
+    for (school_id, _series), (low_ms, high_ms) in spans.items():
+        first = low_ms // Q * Q
+        end = -(-high_ms // Q) * Q
+        starts[school_id].update(range(first, end, Q))
+    windows: dict[str, list[Span]] = {}
+    for school_id, found in starts.items():
+        ranges: list[Span] = []
+        for start_ms in sorted(found):
+            if ranges and ranges[-1][1] == start_ms:
+                ranges[-1] = (ranges[-1][0], start_ms + Q)
+            else:
+                ranges.append((start_ms, start_ms + Q))
+        if ranges:
+            windows[school_id] = ranges
+    return windows
+
+
+def _series_of_schools(
+    school_ids: Collection[str], spans: Mapping[tuple[str, Series], Span], schools: Mapping[str, SchoolInfo]
+) -> dict[str, list[Series]]:
+    """Each school's counters: those of its registered devices and those just written."""
+    found: dict[str, set[Series]] = {school_id: set() for school_id in school_ids}
+    for school_id in school_ids:
+        for device_id, kind in schools[school_id].devices.items():
+            found[school_id].update(
+                Series(device_id, kind, quantity) for quantity in COUNTERS[DeviceKind(kind)]
+            )
+    for school_id, series in spans:
+        if school_id in found:
+            found[school_id].add(series)
+    return {school_id: sorted(series) for school_id, series in found.items()}
+
+
+@cache
+def _registered_series(school: SchoolInfo) -> tuple[Series, ...]:
+    """The counters of a school's registered devices."""
+    return tuple(
+        Series(device_id, kind, quantity)
+        for device_id, kind in school.devices.items()
+        for quantity in COUNTERS[DeviceKind(kind)]
+    )
+
+
+def _window_rows(
+    school_id: str,
+    series_list: Sequence[Series],
+    start_ms: int,
+    end_ms: int,
+    brackets: Mapping[tuple[str, Series, int], Bracket],
+    adjustments: Mapping[tuple[str, str, str], list[tuple[int, int, float]]],
+) -> list[IntervalRow]:
+    """The school's intervals of ``[start_ms, end_ms)`` that some counter covers (as `interval_rows`)."""
+    count = (end_ms - start_ms) // Q
+    sums_wh = {name: [0.0] * count for name in ENERGY_COLUMNS}
+    covered = [False] * count
+    complete = [True] * count
+    columns_seen: set[str] = set()
+    for series in series_list:
+        column = INTERVAL_COLUMNS.get((DeviceKind(series.kind), series.quantity))
+        if column is None:
+            continue
+        at = [brackets[(school_id, series, b)] for b in range(start_ms, end_ms + 1, Q)]
+        if all(before_ts is None and after_ts is None for before_ts, _, after_ts, _ in at):
+            continue
+        columns_seen.add(column)
+        values_wh = [_interpolate(start_ms + k * Q, bracket) for k, bracket in enumerate(at)]
+        steps = adjustments.get((school_id, series.device_id, series.quantity), [])
+        for k in range(count):
+            low_ms, high_ms = start_ms + k * Q, start_ms + (k + 1) * Q
+            before_low, _, after_low, _ = at[k]
+            before_high, _, after_high, _ = at[k + 1]
+            # A reading after the start (one inside, or one beyond the end) and one before the end.
+            later = (before_high is not None and before_high > low_ms) or after_high is not None
+            earlier = (after_low is not None and after_low < high_ms) or before_low is not None
+            if not (later and earlier):
+                complete[k] = False
+                continue
+            covered[k] = True
+            energy_wh = values_wh[k + 1] - values_wh[k]
+            for step_start, step_end, adjustment_wh in sorted(steps):
+                overlap_ms = min(step_end, high_ms) - max(step_start, low_ms)
+                if overlap_ms > 0:
+                    energy_wh += adjustment_wh * overlap_ms / (step_end - step_start)
+            sums_wh[column][k] += max(energy_wh, 0.0)
+            if before_low is None or after_high is None:
+                complete[k] = False
+    rows: list[IntervalRow] = []
+    all_columns = columns_seen.issuperset(ENERGY_COLUMNS)
+    for k in range(count):
+        if not covered[k]:
+            continue
+        pv_wh, import_wh, export_wh = (sums_wh[name][k] for name in ENERGY_COLUMNS)
+        rows.append(
+            {
+                "start_ms": start_ms + k * Q,
+                "pv_wh": pv_wh,
+                "import_wh": import_wh,
+                "export_wh": export_wh,
+                "consumption_wh": pv_wh + import_wh - export_wh,
+                "complete": complete[k] and all_columns,
+            }
+        )
+    return rows
+
+
+def _interpolate(at_ms: int, bracket: Bracket) -> float:
+    """The raw counter at ``at_ms`` from the readings around it, held flat beyond the first and last."""
+    before_ts, before_wh, after_ts, after_wh = bracket
+    if before_ts is None or before_wh is None:
+        if after_wh is None:
+            raise ValueError("a counter without readings has no value")
+        return after_wh
+    if after_ts is None or after_wh is None or before_ts == at_ms:
+        return before_wh
+    # As numpy.interp computes it.
+    return (after_wh - before_wh) / (after_ts - before_ts) * (at_ms - before_ts) + before_wh

@@ -75,15 +75,16 @@ def test_a_reset_counts_growth_from_the_first_sample_after_it_and_is_reported() 
     ts = [DAY_START_MS + k * Q for k in range(4)]
     result = interval_energies(ts, [500.0, 510.0, 5.0, 25.0])
     assert result.energy_wh.tolist() == [10.0, 0.0, 20.0]
-    assert result.reset_ts_ms.tolist() == [ts[2]]
-    assert result.reset_drop_wh.tolist() == [505.0]
+    assert result.corrections.ts_ms.tolist() == [ts[2]]
+    assert result.corrections.kinds() == ["reset"]
+    assert (result.corrections.previous_wh - result.corrections.value_wh).tolist() == [505.0]
 
 
 def test_samples_of_equal_time_keep_the_largest_value() -> None:
     counter = continuous_counter([DAY_START_MS, DAY_START_MS, DAY_START_MS + 1], [7.0, 9.0, 9.5])
     assert counter.ts_ms.tolist() == [DAY_START_MS, DAY_START_MS + 1]
     assert counter.counter_wh.tolist() == [9.0, 9.5]
-    assert counter.reset_ts_ms.size == 0
+    assert counter.corrections.size == 0
 
 
 def test_growth_between_two_times_interpolates_and_holds_beyond_the_samples() -> None:
@@ -115,7 +116,7 @@ def test_energies_of_a_monotonic_counter_add_up_to_last_minus_first(
     ts, counter = samples
     result = interval_energies(ts, counter)
     assert result.energy_wh.sum() == pytest.approx(counter[-1] - counter[0], rel=1e-9, abs=1e-6)
-    assert result.reset_ts_ms.size == 0
+    assert result.corrections.size == 0
 
 
 @settings(max_examples=150, deadline=None)

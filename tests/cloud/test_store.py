@@ -15,7 +15,8 @@ from cloud.db.models import CounterReading, DeadLetter, Interval, Link
 from cloud.db.models import Sample as SampleRow
 from cloud.ingest.counters import QUARTER_HOUR_MS
 from cloud.ingest.intervals import INTERVAL_COLUMNS, Series, SeriesReadings, interval_rows
-from cloud.ingest.store import Message, TelemetryStore, _lock_schools, known_school_ids
+from cloud.ingest.bulk import Bulk
+from cloud.ingest.store import Message, TelemetryStore, known_school_ids
 from common.wire import COUNTERS, Channel, LinkState, Status, encode, school_topic
 from tests.cloud.conftest import NOW_MS, CloudDb, make_batch, meter_sample, pv_sample
 
@@ -256,7 +257,7 @@ def test_transactions_on_one_school_take_turns_on_postgresql(cloud_db: CloudDb) 
     message = telemetry(school, encode(make_batch(school, [pv_sample(1, NOW_MS, 1.0)])))
     with cloud_db.engine.connect() as other:
         other.begin()
-        _lock_schools(other, [school])
+        Bulk(other).lock_schools([school])
         worker = threading.Thread(target=store.store, args=([message],))
         worker.start()
         worker.join(0.5)

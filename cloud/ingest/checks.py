@@ -1,0 +1,129 @@
+"""What the ingest accepts beyond the wire contract's shape: samples of a known school at believable times,
+readings that are numbers a real device can show, counters that grow no faster than their device can
+deliver. The register of schools (their roofs and devices) is read once at start.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, select
+
+from cloud.db.models import Device, School
+from common.wire import DeviceKind
+
+DAY_MS = 24 * 3600 * 1000
+# A counter larger than this (1 TWh) is no school's.
+MAX_COUNTER_WH = 1e12
+MAX_OTHER_ABS = 1e15
+
+_POWER = re.compile(r"^(?:dc_)?power(?:_l[1-3])?_w$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of believable data.
+
+    Attributes
+    ----------
+    max_future_ms, max_past_ms : int
+        How far a sample may lie ahead of or behind the ingest's clock [ms].
+    pv_power_margin : float
+        An inverter delivers at most this many times its school's peak power (``pv_kwp``) [1].
+    max_grid_power_w : float
+        The most a school's grid connection carries either way [W].
+    """
+
+    max_future_ms: int = DAY_MS
+    max_past_ms: int = 400 * DAY_MS
+    pv_power_margin: float = 1.5
+    max_grid_power_w: float = 1_000_000.0
+
+    def max_power_w(self, kind: str, pv_kwp: float) -> float:
+        """The most a device of ``kind`` at a school with a ``pv_kwp`` roof can deliver [W]."""
+        if kind == DeviceKind.PV_INVERTER:
+            return self.pv_power_margin * pv_kwp * 1000.0
+        return self.max_grid_power_w
+
+
+@dataclass(frozen=True, eq=False)
+class SchoolInfo:
+    """What the ingest knows of a registered school: its roof and its devices by id."""
+
+    pv_kwp: float
+    devices: Mapping[str, str] = field(default_factory=dict)
+
+
+def load_register(connection: Connection) -> dict[str, SchoolInfo]:
+    """Every registered school with its devices, from the ``schools`` and ``devices`` tables."""
+    devices: dict[str, dict[str, str]] = {}
+    for school_id, device_id, kind in connection.execute(
+        select(Device.school_id, Device.device_id, Device.kind)
+    ):
+        devices.setdefault(school_id, {})[device_id] = kind
+    return {
+        school_id: SchoolInfo(float(pv_kwp), devices.get(school_id, {}))
+        for school_id, pv_kwp in connection.execute(select(School.id, School.pv_kwp))
+    }
+
+
+def time_problem(ts_ms: int, now_ms: int, limits: Limits) -> str | None:
+    """Why a sample's time is not believable, or None."""
+    if ts_ms > now_ms + limits.max_future_ms:
+        return f"ts_ms {ts_ms} is more than {_days(limits.max_future_ms)} ahead of the clock ({now_ms})"
+    if ts_ms < now_ms - limits.max_past_ms:
+        return f"ts_ms {ts_ms} is more than {_days(limits.max_past_ms)} behind the clock ({now_ms})"
+    return None
+
+
+def _days(span_ms: int) -> str:
+    days = span_ms / DAY_MS
+    return f"{days:g} day" + ("" if days == 1 else "s")
+
+
+@functools.lru_cache(maxsize=4096)
+def value_range(quantity: str, kind: str, pv_kwp: float, limits: Limits) -> tuple[float, float, str]:
+    """The values a device of ``kind`` can show for ``quantity``: (lowest, highest, unit).
+
+    Counters (``..._wh``) lie in [0, 1 TWh]; power in W within what the roof (inverters, down to a little
+    night consumption) or the grid connection (meters, either way) carries; voltages in [0, 2000] V,
+    currents within ±10 kA, frequencies in [0, 100] Hz, temperatures in [-60, 200] °C; anything else is a
+    number below 1e15 in size.
+    """
+    if quantity.endswith("_wh"):
+        return 0.0, MAX_COUNTER_WH, "Wh"
+    if _POWER.match(quantity):
+        most_w = limits.max_power_w(kind, pv_kwp)
+        low_w = -0.1 * most_w - 1000.0 if kind == DeviceKind.PV_INVERTER else -most_w
+        return low_w, most_w, "W"
+    for suffix, low, high, unit in _RANGES:
+        if quantity.endswith(suffix):
+            return low, high, unit
+    return -MAX_OTHER_ABS, MAX_OTHER_ABS, ""
+
+
+_RANGES = (
+    ("_v", 0.0, 2000.0, "V"),
+    ("_a", -10_000.0, 10_000.0, "A"),
+    ("_hz", 0.0, 100.0, "Hz"),
+    ("_c", -60.0, 200.0, "°C"),
+)
+
+
+def value_problem(quantity: str, value: float, kind: str, pv_kwp: float, limits: Limits) -> str | None:
+    """Why one reading is not a value a device of ``kind`` can show (`value_range`), or None."""
+    low, high, unit = value_range(quantity, kind, pv_kwp, limits)
+    if low <= value <= high:
+        return None
+    if math.isnan(value):
+        return f"{quantity} is NaN"
+    if math.isinf(value):
+        return f"{quantity} is infinite"
+    suffix = f" {unit}" if unit else ""
+    if kind == DeviceKind.PV_INVERTER and unit == "W" and value > high:
+        return f"{quantity} {value:g} W is more than a {pv_kwp:g} kWp roof delivers ({high:g} W)"
+    return f"{quantity} {value:g}{suffix} is outside [{low:g}, {high:g}]{suffix}"
