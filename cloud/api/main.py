@@ -61,19 +61,7 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
     app.state.settings = settings
     app.state.clock = clock
     app.state.sessions = make_session_factory(engine)
-    app.state.authenticator = Authenticator(
-        SessionPolicy(
-            signing_key=settings.signing_key(),
-            access_token_ttl_s=settings.access_token_ttl_s,
-            refresh_token_ttl_s=settings.refresh_token_ttl_s,
-            session_max_s=settings.session_max_s,
-        ),
-        now_ms,
-        LoginThrottle(),
-    )
-    rates = {name: Rate(count, period_s) for name, (count, period_s) in settings.rates().items()}
-    app.state.rate_limiter = RateLimiter(rates, now_ms)
-    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    rates = configure_security(app, settings, now_ms)
     # Every API route takes bodies up to the default, unless it says otherwise with its own max_body_size.
     # (Set on the routes rather than on the app: the app's limit would answer 413 in plain text.)
     app.include_router(api_router, max_body_size=settings.max_body_bytes)
@@ -112,6 +100,25 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
     if settings.env == "development":
         logger.warning("LOKALNIE_ENV is development: never expose this API to the internet")
     return app
+
+
+def configure_security(app: FastAPI, settings: Settings, now_ms: Callable[[], int]) -> dict[str, Rate]:
+    """Put on ``app.state`` what the access rules need: the authenticator, the rate limiter and the trusted
+    proxies (a test's own small app of a few routers calls this too). The rate limits by name."""
+    app.state.authenticator = Authenticator(
+        SessionPolicy(
+            signing_key=settings.signing_key(),
+            access_token_ttl_s=settings.access_token_ttl_s,
+            refresh_token_ttl_s=settings.refresh_token_ttl_s,
+            session_max_s=settings.session_max_s,
+        ),
+        now_ms,
+        LoginThrottle(),
+    )
+    rates = {name: Rate(count, period_s) for name, (count, period_s) in settings.rates().items()}
+    app.state.rate_limiter = RateLimiter(rates, now_ms)
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    return rates
 
 
 def _declare_documentation(app: FastAPI) -> None:
