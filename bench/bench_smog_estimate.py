@@ -55,6 +55,7 @@ DATABASE_ENV = "BENCH_SMOG_DATABASE_URL"
 
 def estimate_app() -> FastAPI:
     """The smog routes as the API serves them, over the database named by ``BENCH_SMOG_DATABASE_URL``."""
+    from cloud.api.limits import Rate, RateLimiter, parse_networks
     from cloud.api.routes import smog
     from cloud.db.engine import make_engine, make_session_factory
     from common.clock import SystemClock
@@ -62,6 +63,10 @@ def estimate_app() -> FastAPI:
     app = FastAPI()
     app.state.sessions = make_session_factory(make_engine(os.environ[DATABASE_ENV]))
     app.state.clock = SystemClock()
+    # The routes' access rules run as in the API, with limits the load generator's one address never hits.
+    unlimited = Rate(10**9, 1.0)
+    app.state.rate_limiter = RateLimiter({"estimates": unlimited, "search": unlimited}, SystemClock().now_ms)
+    app.state.trusted_proxies = parse_networks(())
     app.include_router(smog.router)
     return app
 

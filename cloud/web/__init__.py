@@ -40,5 +40,9 @@ class SecureStaticFiles(StaticFiles):
 
 
 def mount_web(app: FastAPI) -> None:
-    """Serve the Stop Smog page at ``/kalkulator/`` (``index.html``, ``app.js``, ``style.css``)."""
+    """Serve the Stop Smog page at ``/kalkulator/`` (``index.html``, ``app.js``, ``style.css``), declared
+    public for `cloud.api.security.install_rules` (call this before it)."""
+    from cloud.api.security import Public, declare
+
     app.mount(SMOG_PATH, SecureStaticFiles(directory=SMOG_DIR, html=True), name="kalkulator")
+    declare(app.router.routes[-1], Public())

@@ -14,12 +14,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from cloud.api.limits import Rate, RateLimiter, parse_networks
 from cloud.api.routes import smog, smog_applications
+from cloud.api.security import install_rules
 from cloud.applications.config import ApplicationsConfig
 from cloud.applications.tables import create_application_tables
+from cloud.auth.principals import Principal
+from cloud.auth.roles import Role
+from cloud.auth.sessions import Authenticator, SessionPolicy
+from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
 from cloud.db.models import Base
+from cloud.settings import Settings
 from cloud.smog import create_smog_tables, import_addresses, import_networks
+from cloud.web import mount_web
 from common.clock import Clock, ManualClock, parse_iso_ms
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "cloud" / "smog" / "data" / "sample"
@@ -37,13 +45,45 @@ def load_sample(engine: Engine) -> None:
         import_addresses(session, SAMPLE_DIR / "addresses.csv")
 
 
-def build_app(engine: Engine, clock: Clock, config: ApplicationsConfig) -> FastAPI:
-    app = FastAPI()
+# Generous limits: the tests file many applications from one address; one test sets its own.
+TEST_RATE_LIMITS = {"estimates": "10000/minute", "search": "10000/minute", "applications": "10000/minute"}
+
+
+def build_app(
+    engine: Engine,
+    clock: Clock,
+    config: ApplicationsConfig,
+    rate_limits: dict[str, str] | None = None,
+    with_page: bool = False,
+) -> FastAPI:
+    """The smog routers with what their access rules need on ``app.state``, as `create_app` sets it."""
+    settings = Settings(
+        database_url=str(engine.url),
+        rate_limits=rate_limits or TEST_RATE_LIMITS,  # type: ignore[call-arg]
+    )
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = settings
     app.state.sessions = make_session_factory(engine)
     app.state.clock = clock
     app.state.smog_applications = config
+    app.state.authenticator = Authenticator(
+        SessionPolicy(
+            signing_key=settings.signing_key(),
+            access_token_ttl_s=settings.access_token_ttl_s,
+            refresh_token_ttl_s=settings.refresh_token_ttl_s,
+            session_max_s=settings.session_max_s,
+        ),
+        clock.now_ms,
+        LoginThrottle(),
+    )
+    rates = {name: Rate(count, period_s) for name, (count, period_s) in settings.rates().items()}
+    app.state.rate_limiter = RateLimiter(rates, clock.now_ms)
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.include_router(smog.router)
     app.include_router(smog_applications.router)
+    if with_page:
+        mount_web(app)
+    app.state.permissions = install_rules(app, rates)
     return app
 
 
@@ -56,10 +96,13 @@ class SmogApi:
     config: ApplicationsConfig
 
     def as_officer(self) -> None:
-        self.app.dependency_overrides[smog_applications.require_smog_officer] = lambda: OFFICER
+        principal = Principal(
+            kind="user", id=7, name=OFFICER, display_name="Urzędniczka", role=Role.SMOG_OFFICER
+        )
+        self.app.dependency_overrides[smog_applications.SMOG_OFFICER.dependency] = lambda: principal
 
     def as_anonymous(self) -> None:
-        self.app.dependency_overrides.pop(smog_applications.require_smog_officer, None)
+        self.app.dependency_overrides.pop(smog_applications.SMOG_OFFICER.dependency, None)
 
 
 @pytest.fixture

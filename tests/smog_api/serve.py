@@ -9,7 +9,6 @@ from fastapi import FastAPI
 
 from cloud.applications.config import ApplicationsConfig
 from cloud.db.engine import make_engine
-from cloud.web import mount_web
 from common.clock import SystemClock
 from tests.smog_api.conftest import build_app, load_sample
 
@@ -17,6 +16,4 @@ from tests.smog_api.conftest import build_app, load_sample
 def create() -> FastAPI:
     engine = make_engine(os.environ["SMOG_TEST_DATABASE_URL"])
     load_sample(engine)
-    app = build_app(engine, SystemClock(), ApplicationsConfig.for_tests())
-    mount_web(app)
-    return app
+    return build_app(engine, SystemClock(), ApplicationsConfig.for_tests(), with_page=True)

@@ -326,3 +326,15 @@ def test_concurrent_filings_get_distinct_numbers_and_one_key_one_case(api: SmogA
         same = list(pool.map(submit, ["Ewa"] * 6, ["key-shared-0001"] * 6))
     assert sorted(distinct) == [f"SS/2026/{n:06d}" for n in range(1, 7)]
     assert len(set(same)) == 1 and stored(api) == 7
+
+
+def test_filing_is_rate_limited_per_client(api: SmogApi) -> None:
+    from tests.smog_api.conftest import build_app
+
+    app = build_app(api.engine, api.clock, api.config, rate_limits={"applications": "2/hour"})
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        limited = SmogApi(client, app, api.engine, api.clock, api.config)
+        assert [file(limited, form(api)).status_code for _ in range(3)] == [201, 201, 429]
+    assert stored(api) == 2

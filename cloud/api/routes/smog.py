@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from cloud.api.deps import SessionDep
+from cloud.api.security import Public
 from cloud.applications.errors import ApplicationInputError
 from cloud.applications.form import FIELD_LABELS_PL
 from cloud.smog import (
@@ -138,7 +139,12 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/estimate", response_model=EstimateResponse, responses=_REFUSED)
+@router.post(
+    "/estimate",
+    response_model=EstimateResponse,
+    responses=_REFUSED,
+    dependencies=[Public(rate_limit="estimates")],
+)
 def post_estimate(request: EstimateRequest, session: SessionDep) -> Response:
     """The estimate for a house: every heat source with its investment, grants, loan, yearly bill,
     emissions and 15-year cost, sorted from the cheapest, each figure with its data keys and formulas and
@@ -148,7 +154,7 @@ def post_estimate(request: EstimateRequest, session: SessionDep) -> Response:
     return Response(estimate(session, request).model_dump_json(), media_type="application/json")
 
 
-@router.get("/addresses", responses=_REFUSED)
+@router.get("/addresses", responses=_REFUSED, dependencies=[Public(rate_limit="search")])
 def get_addresses(
     session: SessionDep,
     q: Annotated[str, Query(min_length=1, max_length=100, description="Street and number, any form.")],

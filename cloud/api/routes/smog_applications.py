@@ -28,7 +28,8 @@ from cloud.api.models.smog import (
     StatusName,
 )
 from cloud.api.routes.smog import SmogRoute
-from cloud.applications.config import ApplicationsConfig
+from cloud.api.security import Allow, Public
+from cloud.applications.config import DEFAULT_MAX_PROOF_BYTES, ApplicationsConfig
 from cloud.applications.errors import IdempotencyConflictError, StatusChangeError
 from cloud.applications.form import ApplicationForm
 from cloud.applications.pdf import render_application_pdf
@@ -48,7 +49,9 @@ from cloud.applications.service import (
     submit_application,
 )
 from cloud.applications.tables import SmogApplication
-from cloud.auth.audit import Actor, audit
+from cloud.auth.audit import audit
+from cloud.auth.principals import Principal
+from cloud.auth.roles import Role
 from common.clock import datetime_from_ms, ms_from_datetime
 
 PREFIX = "/api/v1/smog/applications"
@@ -69,19 +72,16 @@ def get_cipher(config: Annotated[ApplicationsConfig, Depends(get_applications_co
     return config.cipher()
 
 
-def require_smog_officer(request: Request) -> str:
-    """The officer's account id. Until the API's authentication exists, refuse everyone (tests override
-    this dependency); then this becomes the ``smog_officer`` role's permission check."""
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="Wymagane zalogowanie urzędnika (rola smog_officer).",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+#: The officer's rule; a test stands a principal in: ``app.dependency_overrides[SMOG_OFFICER.dependency]``.
+SMOG_OFFICER = Allow(Role.SMOG_OFFICER, rate_limit="search")
+# The proof and the form's fields: over the app's default body limit.
+MAX_APPLICATION_BODY_BYTES = DEFAULT_MAX_PROOF_BYTES + 256 * 1024
+_STATUS_LINK = Public(rate_limit="search")
 
 
 ConfigDep = Annotated[ApplicationsConfig, Depends(get_applications_config)]
 CipherDep = Annotated[MultiFernet, Depends(get_cipher)]
-OfficerDep = Annotated[str, Depends(require_smog_officer)]
+OfficerDep = Annotated[Principal, SMOG_OFFICER]
 
 router = APIRouter(prefix=PREFIX, tags=["smog applications"], route_class=SmogRoute)
 
@@ -89,6 +89,8 @@ router = APIRouter(prefix=PREFIX, tags=["smog applications"], route_class=SmogRo
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Public(rate_limit="applications")],
+    max_body_size=MAX_APPLICATION_BODY_BYTES,
     responses={
         200: {"description": "The same request was filed before with this Idempotency-Key.", "model": None},
         409: {"description": "The Idempotency-Key was used for a different application."},
@@ -149,7 +151,11 @@ def _events(cipher: MultiFernet, application: SmogApplication) -> list[OfficerEv
     ]
 
 
-@router.get("/status/{token}", responses={404: {"description": "No application with this link."}})
+@router.get(
+    "/status/{token}",
+    responses={404: {"description": "No application with this link."}},
+    dependencies=[_STATUS_LINK],
+)
 def read_status(token: str, session: SessionDep, cipher: CipherDep) -> ApplicationStatusPublic:
     """The case's status and history, for the applicant holding the secret link."""
     application = _by_token(session, token)
@@ -169,6 +175,7 @@ def read_status(token: str, session: SessionDep, cipher: CipherDep) -> Applicati
 @router.get(
     "/status/{token}/pdf",
     response_class=Response,
+    dependencies=[_STATUS_LINK],
     responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No application."}},
 )
 def read_pdf(token: str, session: SessionDep, cipher: CipherDep) -> Response:
@@ -262,7 +269,7 @@ def read_application(
 
 def _audit(
     session: Session,
-    officer: str,
+    officer: Principal,
     action: str,
     application: SmogApplication,
     details: dict[str, object],
@@ -271,7 +278,7 @@ def _audit(
     """An audit entry in the session's transaction; never with personal data (the note is not copied)."""
     audit(
         session,
-        Actor(kind="user", name=officer),
+        officer.actor,
         action,
         f"application:{application.case_number}",
         details,
@@ -322,7 +329,7 @@ def update_status(
     _audit(session, officer, "smog.application.status", application, details, now_ms)
     try:
         # Commits the change and its audit entry together.
-        change_status(session, cipher, application, change.status, change.note, officer, now_ms)
+        change_status(session, cipher, application, change.status, change.note, officer.name, now_ms)
     except StatusChangeError as error:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=error.message_pl) from error
