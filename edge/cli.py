@@ -55,7 +55,13 @@ ProfilesOption = Annotated[
 
 @app.command()
 def run(
-    site: Annotated[Path, typer.Option(help="The school's site file (firmware-config/sites/<school>.yaml).")],
+    site: Annotated[
+        Path,
+        typer.Option(
+            envvar="LOKALNIE_SITE",
+            help="The school's site file, named <school>.yaml (firmware-config/sites/).",
+        ),
+    ],
     mqtt: Annotated[
         str, typer.Option(envvar="MQTT_URL", help="Broker URL, mqtt[s]://user:password@host:port.")
     ] = DEFAULT_BROKER_URL,
@@ -238,7 +244,10 @@ def _shown(value: object) -> str:
 
 @app.command()
 def check(
-    site: Annotated[Path, typer.Option(help="The school's site file to check against its devices.")],
+    site: Annotated[
+        Path,
+        typer.Option(envvar="LOKALNIE_SITE", help="The school's site file to check against its devices."),
+    ],
     profiles: ProfilesOption = None,
 ) -> None:
     """Validate a site file and poll each of its devices once; exit 0 only if every device reads well."""
