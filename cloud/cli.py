@@ -47,6 +47,16 @@ SitesDirOption = Annotated[
     ),
 ]
 
+InfluxUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--influx-url",
+        help="The time-series database's InfluxDB 2.x write API, e.g. http://127.0.0.1:8086 "
+        "[env INFLUX_URL; unset: no time-series sink]",
+        show_default=False,
+    ),
+]
+
 
 def ingest_command(
     database_url: DatabaseUrlOption = None,
@@ -77,8 +87,27 @@ def ingest_command(
             show_default=False,
         ),
     ] = None,
+    influx_url: InfluxUrlOption = None,
+    sender: Annotated[
+        bool | None,
+        typer.Option(
+            "--sender/--no-sender",
+            help="Also send the time-series outbox to INFLUX_URL from this process; --no-sender when "
+            "'lokalnie timeseries-sink' does it [env LOKALNIE_TIMESERIES_SENDER; default: send]",
+            show_default=False,
+        ),
+    ] = None,
+    batch_messages: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-messages",
+            help="Messages per transaction at most [env LOKALNIE_INGEST_BATCH_MESSAGES; default 500]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Store the schools' telemetry from the broker in the database (the clock: env LOKALNIE_CLOCK)."""
+    """Store the schools' telemetry, health events and status from the broker in the database, and spool
+    them for the time-series database when INFLUX_URL is set (the clock: env LOKALNIE_CLOCK)."""
     from cloud.ingest.worker import run_ingest
 
     setup_logging("ingest")
@@ -88,6 +117,9 @@ def ingest_command(
         mqtt_url=mqtt_url,
         ingest_group=group,
         ingest_client_id=client_id,
+        influx_url=influx_url,
+        timeseries_sender=sender,
+        ingest_batch_messages=batch_messages,
     )
     stop = threading.Event()
 
@@ -97,6 +129,40 @@ def ingest_command(
 
     with _signals_call(on_signal):
         run_ingest(settings, clock, stop)
+
+
+def sink_command(
+    database_url: DatabaseUrlOption = None,
+    sites_dir: SitesDirOption = None,
+    influx_url: InfluxUrlOption = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--client-id",
+            help="This sender's name in the outbox's leases and the ingest counters, stable across restarts "
+            "[env LOKALNIE_INGEST_CLIENT_ID]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Send the time-series outbox to the time-series database (INFLUX_URL) without taking messages from the
+    broker: for deployments where the ingest processes run with --no-sender."""
+    from cloud.ingest.worker import run_sink
+
+    setup_logging("timeseries-sink")
+    settings, _clock = _start(
+        database_url=database_url, sites_dir=sites_dir, influx_url=influx_url, ingest_client_id=client_id
+    )
+    if settings.influx_url is None:
+        _refuse("bad configuration: INFLUX_URL is not set", EXIT_BAD_CONFIGURATION)
+    stop = threading.Event()
+
+    def on_signal(signum: int) -> None:
+        logger.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    with _signals_call(on_signal):
+        run_sink(settings, stop)
 
 
 def api_command(

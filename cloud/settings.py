@@ -109,6 +109,106 @@ class Settings(BaseSettings):
             description="How long the broker keeps an absent ingest's session and queued messages.",
         ),
     ] = 7 * 24 * 3600
+    ingest_batch_messages: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_INGEST_BATCH_MESSAGES",
+            ge=1,
+            le=10_000,
+            description="How many messages the ingest stores in one transaction at most.",
+        ),
+    ] = 500
+    ingest_receive_maximum: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_INGEST_RECEIVE_MAXIMUM",
+            ge=1,
+            le=65_535,
+            description="How many unacknowledged messages the broker may send one ingest process (MQTT 5).",
+        ),
+    ] = 2000
+    ingest_max_future_s: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_INGEST_MAX_FUTURE_S",
+            ge=0,
+            description="A sample further ahead of the ingest's clock than this is refused [s].",
+        ),
+    ] = 24 * 3600
+    ingest_max_past_days: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_INGEST_MAX_PAST_DAYS",
+            ge=1,
+            description="A sample further behind the ingest's clock than this is refused [days].",
+        ),
+    ] = 400
+    ingest_pv_power_margin: Annotated[
+        float,
+        Field(
+            validation_alias="LOKALNIE_INGEST_PV_POWER_MARGIN",
+            gt=0,
+            description="An inverter delivers at most this many times its school's peak power (pv_kwp).",
+        ),
+    ] = 1.5
+    ingest_max_grid_power_w: Annotated[
+        float,
+        Field(
+            validation_alias="LOKALNIE_INGEST_MAX_GRID_POWER_W",
+            gt=0,
+            description="The most a school's grid connection carries either way [W].",
+        ),
+    ] = 1_000_000.0
+    influx_url: Annotated[
+        str | None,
+        Field(
+            validation_alias="INFLUX_URL",
+            description=(
+                "Base URL of the time-series database's InfluxDB 2.x write API (InfluxDB 2.x or 3, 1.8+, "
+                "VictoriaMetrics), e.g. http://127.0.0.1:8086; unset: the time-series sink is off."
+            ),
+        ),
+    ] = None
+    influx_token: Annotated[
+        SecretStr,
+        Field(validation_alias="INFLUX_TOKEN", description="API token of the time-series database."),
+    ] = SecretStr("")
+    influx_org: Annotated[
+        str, Field(validation_alias="INFLUX_ORG", min_length=1, description="InfluxDB organisation.")
+    ] = "lokalnie"
+    influx_bucket: Annotated[
+        str,
+        Field(
+            validation_alias="INFLUX_BUCKET",
+            min_length=1,
+            description="InfluxDB bucket (the database on InfluxDB 1.8).",
+        ),
+    ] = "lokalnie"
+    influx_timeout_s: Annotated[
+        float,
+        Field(
+            validation_alias="INFLUX_TIMEOUT_S", gt=0, le=300, description="One write request's timeout [s]."
+        ),
+    ] = 10.0
+    influx_batch_lines: Annotated[
+        int,
+        Field(
+            validation_alias="INFLUX_BATCH_LINES",
+            ge=1,
+            le=100_000,
+            description="Lines per write request at most (InfluxDB recommends 5,000).",
+        ),
+    ] = 5000
+    timeseries_sender: Annotated[
+        bool,
+        Field(
+            validation_alias="LOKALNIE_TIMESERIES_SENDER",
+            description=(
+                "Whether an ingest process also sends the outbox to the time-series database; off in "
+                "processes whose sending another process (lokalnie timeseries-sink) does."
+            ),
+        ),
+    ] = True
     api_host: Annotated[
         str,
         Field(validation_alias="LOKALNIE_API_HOST", min_length=1, description="Address the API listens on."),
@@ -222,6 +322,15 @@ class Settings(BaseSettings):
         if scheme not in _DATABASE_SCHEMES or "://" not in url:
             raise ValueError(f"must be a sqlite:/// or postgresql:// URL, got one starting with {scheme!r}")
         return url
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", url.strip()):
+            raise ValueError("must be an http:// or https:// URL")
+        return url.strip()
 
     @field_validator("mqtt_url")
     @classmethod

@@ -342,6 +342,8 @@ class IngestWorker(Base):
     # The newest sample time stored by this process, and of its last transaction: commit time minus it.
     newest_ts_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     commit_lag_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # How many live samples were committed within each lag bound (cloud.ingest.stats.LAG_BOUNDS_S), by bound.
+    lag_histogram: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Messages received and not yet stored, at the last heartbeat.
     queued: Mapped[int] = mapped_column(Integer)
     timeseries_lines: Mapped[int] = mapped_column(BigInteger)
@@ -351,7 +353,7 @@ class IngestWorker(Base):
 
 class TimeseriesOutbox(Base):
     """Line protocol waiting for the time-series database: written in the transaction that stores the data
-    it describes, deleted once the database has accepted it. ``body`` is one gzip member."""
+    it describes, deleted once the database has accepted it. ``body`` is the lines, UTF-8, one per line."""
 
     __tablename__ = "timeseries_outbox"
 

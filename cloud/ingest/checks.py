@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, select
 
 from cloud.db.models import Device, School
+from cloud.settings import Settings
 from common.wire import DeviceKind
 
 DAY_MS = 24 * 3600 * 1000
@@ -42,6 +43,15 @@ class Limits:
     max_past_ms: int = 400 * DAY_MS
     pv_power_margin: float = 1.5
     max_grid_power_w: float = 1_000_000.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_future_ms=settings.ingest_max_future_s * 1000,
+            max_past_ms=settings.ingest_max_past_days * DAY_MS,
+            pv_power_margin=settings.ingest_pv_power_margin,
+            max_grid_power_w=settings.ingest_max_grid_power_w,
+        )
 
     def max_power_w(self, kind: str, pv_kwp: float) -> float:
         """The most a device of ``kind`` at a school with a ``pv_kwp`` roof can deliver [W]."""

@@ -7,7 +7,10 @@ read by any process: the API serves them at ``/metrics`` for all workers at once
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import bisect
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 
 from sqlalchemy import Connection, Table
 
@@ -36,6 +39,8 @@ class StoreReport:
     transactions: int = 0
     # The newest sample time stored [ms since the epoch], None before the first.
     newest_ts_ms: int | None = None
+    # How long after its time each live (not backfilled) sample was committed [ms]; not added up.
+    lags_ms: list[int] = field(default_factory=list, repr=False)
 
     def add(self, other: StoreReport) -> None:
         for item in fields(self):
@@ -43,8 +48,108 @@ class StoreReport:
             if item.name == "newest_ts_ms":
                 if theirs is not None and (mine is None or theirs > mine):
                     setattr(self, item.name, theirs)
-            else:
+            elif item.name != "lags_ms":
                 setattr(self, item.name, mine + theirs)
+
+
+# The upper bounds of the lag histogram's buckets [s]; the last bucket (+Inf) takes the rest.
+LAG_BOUNDS_S: tuple[float, ...] = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+INF = "+Inf"
+
+
+def lag_keys() -> list[str]:
+    """The histogram's bucket names: each bound as Prometheus writes it, then +Inf."""
+    return [f"{bound:g}" for bound in LAG_BOUNDS_S] + [INF]
+
+
+def _zero_counts() -> dict[str, int]:
+    return dict.fromkeys(lag_keys(), 0)
+
+
+@dataclass
+class LagHistogram:
+    """Live samples by commit lag (commit time minus sample time), per bucket (not cumulative), and the
+    sum of their lags [s]."""
+
+    counts: dict[str, int] = field(default_factory=_zero_counts)
+    sum_s: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object] | None) -> LagHistogram:
+        histogram = cls()
+        if data:
+            counts = data.get("counts", {})
+            if isinstance(counts, dict):
+                for key in histogram.counts:
+                    histogram.counts[key] = int(counts.get(key, 0))
+            total = data.get("sum_s", 0.0)
+            histogram.sum_s = float(total) if isinstance(total, int | float) else 0.0
+        return histogram
+
+    def to_json(self) -> dict[str, object]:
+        return {"counts": dict(self.counts), "sum_s": self.sum_s}
+
+    def plus(self, lags_ms: Iterable[int]) -> LagHistogram:
+        """A new histogram with ``lags_ms`` added."""
+        result = LagHistogram(dict(self.counts), self.sum_s)
+        keys = lag_keys()
+        for lag_ms in lags_ms:
+            lag_s = max(lag_ms, 0) / 1000.0
+            result.counts[keys[bisect.bisect_left(LAG_BOUNDS_S, lag_s)]] += 1
+            result.sum_s += lag_s
+        return result
+
+    def minus(self, earlier: LagHistogram) -> LagHistogram:
+        """What was added since ``earlier``."""
+        return LagHistogram(
+            {key: self.counts[key] - earlier.counts[key] for key in self.counts}, self.sum_s - earlier.sum_s
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(bound, samples with a lag at or below it), as Prometheus' buckets."""
+        running, found = 0, []
+        for key in lag_keys():
+            running += self.counts[key]
+            found.append((key, running))
+        return found
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile [s], interpolated linearly within its bucket as Prometheus' histogram_quantile
+        does; None without samples; the highest finite bound when it falls in the +Inf bucket."""
+        total = self.total
+        if total == 0:
+            return None
+        rank = q * total
+        lower, below = 0.0, 0
+        for bound, (key, cumulative) in zip((*LAG_BOUNDS_S, None), self.cumulative(), strict=True):
+            if cumulative >= rank:
+                if bound is None:
+                    return LAG_BOUNDS_S[-1]
+                inside = self.counts[key]
+                return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+            if bound is not None:
+                lower = bound
+            below = cumulative
+        return LAG_BOUNDS_S[-1]
 
 
 _COUNTED = (
@@ -63,7 +168,6 @@ _COUNTED = (
 
 def register_worker(connection: Connection, client_id: str, group: str, started_ms: int) -> None:
     """Create the worker's row, or mark an existing one (a restart under the same id) as started again."""
-    zeros = {column: 0 for column, _ in _COUNTED}
     statement = upsert(
         _WORKERS, connection.dialect.name, ["client_id"], ["group_name", "started_ms", "heartbeat_ms"]
     )
@@ -74,33 +178,54 @@ def register_worker(connection: Connection, client_id: str, group: str, started_
             "group_name": group,
             "started_ms": started_ms,
             "heartbeat_ms": started_ms,
-            **zeros,
+            **{column: 0 for column, _ in _COUNTED},
             "transactions": 0,
             "queued": 0,
             "timeseries_lines": 0,
             "timeseries_batches": 0,
             "timeseries_failures": 0,
+            "lag_histogram": LagHistogram().to_json(),
         },
     )
 
 
+def load_lag_histogram(connection: Connection, client_id: str) -> LagHistogram:
+    """The worker's lag histogram as stored."""
+    p = "%s" if connection.dialect.name == "postgresql" else "?"
+    stored = connection.exec_driver_sql(
+        f"SELECT lag_histogram FROM ingest_workers WHERE client_id = {p}", (client_id,)
+    ).scalar()
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    return LagHistogram.from_json(stored if isinstance(stored, dict) else None)
+
+
 def count(
-    connection: Connection, client_id: str, report: StoreReport, real_now_ms: int, lag_ms: int | None
+    connection: Connection,
+    client_id: str,
+    report: StoreReport,
+    real_now_ms: int,
+    lag_ms: int | None,
+    histogram: LagHistogram | None = None,
 ) -> None:
-    """Add one transaction's ``report`` to the worker's row, in that transaction."""
+    """Add one transaction's ``report`` to the worker's row, in that transaction; ``histogram`` (the lag
+    histogram with this transaction's lags in) replaces the stored one."""
     p = "%s" if connection.dialect.name == "postgresql" else "?"
     increments = ", ".join(f"{column} = {column} + {p}" for column, _ in _COUNTED)
     newest = report.newest_ts_ms if report.newest_ts_ms is not None else -1
+    lag_set = f", commit_lag_ms = {p}" if lag_ms is not None else ""
+    histogram_set = f", lag_histogram = {p}" if histogram is not None else ""
     connection.exec_driver_sql(
         f"UPDATE ingest_workers SET {increments}, transactions = transactions + 1, heartbeat_ms = {p}, "
-        f"newest_ts_ms = CASE WHEN COALESCE(newest_ts_ms, -1) < {p} THEN {p} ELSE newest_ts_ms END, "
-        f"commit_lag_ms = COALESCE({p}, commit_lag_ms) WHERE client_id = {p}",
+        f"newest_ts_ms = CASE WHEN COALESCE(newest_ts_ms, -1) < {p} THEN {p} ELSE newest_ts_ms END"
+        f"{lag_set}{histogram_set} WHERE client_id = {p}",
         (
             *(getattr(report, name) for _, name in _COUNTED),
             real_now_ms,
             newest,
             newest,
-            lag_ms,
+            *((lag_ms,) if lag_ms is not None else ()),
+            *((json.dumps(histogram.to_json()),) if histogram is not None else ()),
             client_id,
         ),
     )

@@ -77,6 +77,10 @@ class TelemetryStore:
             wanted = set(schools) if schools is not None else set(register)
             schools = {school_id: info for school_id, info in register.items() if school_id in wanted}
         self._schools: Mapping[str, SchoolInfo] = schools
+        self._histogram = stats.LagHistogram()
+        if self._options.worker_id is not None:
+            with engine.connect() as connection:
+                self._histogram = stats.load_lag_histogram(connection, self._options.worker_id)
 
     @property
     def schools(self) -> Mapping[str, SchoolInfo]:
@@ -97,7 +101,8 @@ class TelemetryStore:
         with self._engine.begin() as connection:
             bulk = Bulk(connection)
             lines: list[str] = []
-            update = self._store_samples(bulk, sorted_out.samples, now_ms, report, lines)
+            new_samples: list[Accepted] = []
+            update = self._store_samples(bulk, sorted_out.samples, now_ms, report, lines, new_samples)
             _store_events(bulk, sorted_out, report)
             bulk.insert_dead_letters(_dead_letter_rows(sorted_out.refusals))
             bulk.upsert_links(
@@ -114,11 +119,16 @@ class TelemetryStore:
             if options.timeseries:
                 lines.extend(_update_lines(update))
                 report.timeseries_lines = spool(connection, lines, now_ms, options.timeseries_batch_lines)
+            histogram = None
             if options.worker_id is not None:
-                lag_ms = (
-                    self._clock.now_ms() - report.newest_ts_ms if report.newest_ts_ms is not None else None
-                )
-                stats.count(connection, options.worker_id, report, _real_ms(), lag_ms)
+                commit_ms = self._clock.now_ms()
+                live = [s for s in new_samples if not s.backfill]
+                report.lags_ms = [commit_ms - s.ts_ms for s in live]
+                lag_ms = commit_ms - max(s.ts_ms for s in live) if live else None
+                histogram = self._histogram.plus(report.lags_ms)
+                stats.count(connection, options.worker_id, report, _real_ms(), lag_ms, histogram)
+        if histogram is not None:
+            self._histogram = histogram
         sorted_out.log()
         _log_corrections(update)
         return report
@@ -136,10 +146,16 @@ class TelemetryStore:
         return report
 
     def _store_samples(
-        self, bulk: Bulk, samples: Sequence[Accepted], now_ms: int, report: StoreReport, lines: list[str]
+        self,
+        bulk: Bulk,
+        samples: Sequence[Accepted],
+        now_ms: int,
+        report: StoreReport,
+        lines: list[str],
+        new_samples: list[Accepted],
     ) -> IntervalUpdate:
-        """Insert the samples not stored yet and their counter readings, then bring the corrections and
-        intervals they touch up to date."""
+        """Insert the samples not stored yet (added to ``new_samples``) and their counter readings, then bring
+        the corrections and intervals they touch up to date."""
         unique: dict[tuple[str, str, int], Accepted] = {}
         for sample in samples:
             unique.setdefault(sample.key, sample)
@@ -165,6 +181,7 @@ class TelemetryStore:
             ]
         )
         new = [sample for sample in ordered if sample.key in inserted]
+        new_samples.extend(new)
         report.samples_stored = len(new)
         report.duplicates += len(unique) - len(new)
         if not new:

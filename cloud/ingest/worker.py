@@ -1,11 +1,20 @@
-"""The ingest service: an MQTT 5 client that takes every school's telemetry and status from the broker and
-writes it to the store, acknowledging each message only after the transaction holding it is committed.
+"""The ingest service: an MQTT 5 client that takes every school's telemetry, health events and status from
+the broker and writes them to the store, acknowledging each message only after the transaction holding it
+is committed.
 
-paho's network thread only queues what arrives; one writer thread takes the queued messages in small
-batches, stores each batch in one transaction (`cloud.ingest.store`) and then acknowledges its messages.
-While the database is unavailable the batch is retried and nothing is acknowledged, so the broker keeps
-the messages; a process that dies loses nothing that was not committed, because the broker redelivers
-every unacknowledged message when the client's session resumes.
+Telemetry and events come through shared subscriptions (``$share/<group>/...``): the broker hands each
+message to one process of the group, so starting a second process halves each one's load, and the same
+code runs one process in the demo and N in production. Status comes to every process (it is retained and
+small).
+
+paho's network thread only queues what arrives (its callbacks never wait for the database); one writer
+thread takes the queued messages in batches, stores each batch in one transaction (`cloud.ingest.store`)
+and then acknowledges its messages (paho's manual acknowledgement). While the database is unavailable the
+batch is retried and nothing is acknowledged, so the broker keeps the messages (beyond the receive maximum
+it stops sending); a process that dies loses nothing that was not committed, because the broker redelivers
+every unacknowledged message when the client's session resumes. When the time-series sink is configured
+(``INFLUX_URL``), a sender thread moves the spooled line protocol to the time-series database
+(`cloud.timeseries.sink`).
 """
 
 from __future__ import annotations
@@ -23,27 +32,31 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from cloud.db.engine import make_engine
-from cloud.ingest.store import Message, StoreReport, TelemetryStore, known_school_ids
+from cloud.ingest import stats
+from cloud.ingest.checks import Limits, load_register
+from cloud.ingest.store import Message, StoreOptions, StoreReport, TelemetryStore
 from cloud.settings import Settings
+from cloud.timeseries.sink import SinkConfig, TimeseriesSink
 from common.broker import parse_broker_url
 from common.clock import Clock
 from common.mqtt import KEEPALIVE_S, connect_properties, make_client
-from common.wire import QOS, Channel, all_schools_filter, shared_filter
+from common.wire import MAX_PAYLOAD_BYTES, QOS, Channel, all_schools_filter, shared_filter
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-# How many messages one transaction takes at most, and how long the writer waits to fill a batch.
-MAX_BATCH_MESSAGES = 200
+# How long the writer waits to fill a batch once a first message is there.
 BATCH_WAIT_S = 0.02
-# How many unacknowledged messages the broker may send before it waits for acknowledgements.
-RECEIVE_MAXIMUM = 1000
+# The largest packet the broker may send: messages over the wire contract's limit still arrive (and become
+# dead letters), up to this; larger ones the broker drops for this client.
+MAX_PACKET_BYTES = 8 * MAX_PAYLOAD_BYTES
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
 STATS_EVERY_S = 60.0
+HEARTBEAT_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,10 +69,15 @@ class _Received:
 
 
 def subscriptions(settings: Settings) -> list[tuple[str, SubscribeOptions]]:
-    """Telemetry shared among the group's ingest processes; status to every process, with retained ones."""
+    """Telemetry and events shared among the group's ingest processes; status to every process, with the
+    retained ones."""
     return [
         (
             shared_filter(settings.ingest_group, all_schools_filter(Channel.TELEMETRY)),
+            SubscribeOptions(qos=QOS),
+        ),
+        (
+            shared_filter(settings.ingest_group, all_schools_filter(Channel.EVENTS)),
             SubscribeOptions(qos=QOS),
         ),
         (all_schools_filter(Channel.STATUS), SubscribeOptions(qos=QOS)),
@@ -73,10 +91,21 @@ def _database_unavailable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
-class IngestWorker:
-    """One ingest process's MQTT client and writer thread; `start`, then `stop` (or use it as a context)."""
+def _real_ms() -> int:
+    return time.time_ns() // 1_000_000
 
-    def __init__(self, settings: Settings, clock: Clock, *, engine: Engine | None = None) -> None:
+
+class IngestWorker:
+    """One ingest process's MQTT client, writer thread and (optionally) time-series sender; `start`, then
+    `stop` (or use it as a context).
+
+    ``sender``: whether to run the time-series sender when ``settings.influx_url`` is set (default: as
+    ``settings.timeseries_sender`` says). The outbox is written whenever ``influx_url`` is set.
+    """
+
+    def __init__(
+        self, settings: Settings, clock: Clock, *, engine: Engine | None = None, sender: bool | None = None
+    ) -> None:
         self._settings = settings
         self._clock = clock
         self._address = parse_broker_url(settings.mqtt_url)
@@ -95,25 +124,60 @@ class IngestWorker:
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         self._store: TelemetryStore | None = None
+        self._sink_config = SinkConfig.from_settings(settings)
+        run_sender = settings.timeseries_sender if sender is None else sender
+        self._sink = (
+            TimeseriesSink(
+                self._engine, self._sink_config, settings.ingest_client_id, settings.ingest_client_id
+            )
+            if self._sink_config is not None and run_sender
+            else None
+        )
 
     @property
     def report(self) -> StoreReport:
-        """What the ingest has stored so far."""
+        """What this process has stored so far."""
         with self._report_lock:
-            return StoreReport(**vars(self._report))
+            return StoreReport(
+                **{name: value for name, value in vars(self._report).items() if name != "lags_ms"}
+            )
+
+    @property
+    def queued(self) -> int:
+        """Messages received and not stored yet."""
+        return self._queue.qsize()
 
     def start(self) -> None:
-        """Load the register of schools, start the writer and connect (retrying until the broker answers)."""
-        self._store = TelemetryStore(self._engine, self._clock, known_school_ids(self._engine))
+        """Register the worker, load the register of schools, start the writer (and the sender) and connect
+        (retrying until the broker answers). The database must be reachable."""
+        settings = self._settings
+        with self._engine.begin() as connection:
+            stats.register_worker(connection, settings.ingest_client_id, settings.ingest_group, _real_ms())
+            schools = load_register(connection)
+        self._store = TelemetryStore(
+            self._engine,
+            self._clock,
+            schools,
+            StoreOptions(
+                limits=Limits.from_settings(settings),
+                worker_id=settings.ingest_client_id,
+                timeseries=self._sink_config is not None,
+                timeseries_batch_lines=settings.influx_batch_lines,
+            ),
+        )
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
-        properties = connect_properties(self._settings.ingest_session_expiry_s)
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        if self._sink is not None:
+            self._sink.start()
+        properties = connect_properties(settings.ingest_session_expiry_s)
+        properties.ReceiveMaximum = settings.ingest_receive_maximum
+        properties.MaximumPacketSize = MAX_PACKET_BYTES
         logger.info(
-            "connecting to %s as %r in group %r",
+            "connecting to %s as %r in group %r (%d schools registered)",
             self._address,
-            self._settings.ingest_client_id,
-            self._settings.ingest_group,
+            settings.ingest_client_id,
+            settings.ingest_group,
+            len(schools),
         )
         self._client.connect_async(
             self._address.host, self._address.port, KEEPALIVE_S, clean_start=False, properties=properties
@@ -135,6 +199,8 @@ class IngestWorker:
                 )
         self._client.disconnect()
         self._client.loop_stop()
+        if self._sink is not None:
+            self._sink.stop(timeout_s)
         if self._own_engine:
             self._engine.dispose()
         report = self.report
@@ -199,14 +265,20 @@ class IngestWorker:
 
     def _write_loop(self) -> None:
         next_stats = time.monotonic() + STATS_EVERY_S
+        next_heartbeat = time.monotonic() + HEARTBEAT_EVERY_S
         while True:
             batch = self._take_batch()
             if batch:
                 self._store_and_ack(batch)
+                next_heartbeat = time.monotonic() + HEARTBEAT_EVERY_S
             elif self._stopping.is_set():
                 return
-            if time.monotonic() >= next_stats:
-                next_stats += STATS_EVERY_S
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                next_heartbeat = now + HEARTBEAT_EVERY_S
+                self._heartbeat()
+            if now >= next_stats:
+                next_stats = now + STATS_EVERY_S
                 self._log_stats()
 
     def _take_batch(self) -> list[_Received]:
@@ -215,7 +287,7 @@ class IngestWorker:
         except queue.Empty:
             return []
         deadline = time.monotonic() + BATCH_WAIT_S
-        while len(batch) < MAX_BATCH_MESSAGES:
+        while len(batch) < self._settings.ingest_batch_messages:
             try:
                 batch.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0.0)))
             except queue.Empty:
@@ -236,9 +308,7 @@ class IngestWorker:
             item = batch[0]
             logger.error("message on %r cannot be stored (%s)", item.message.topic, type(error).__name__)
             reason = f"could not be stored: {type(error).__name__}"
-            if self._retrying(lambda: store.store_refusal(item.message, reason)) is None:
-                return
-            report = StoreReport(messages=1, dead_letters=1)
+            report = self._retrying(lambda: store.store_refusal(item.message, reason))
         if report is None:
             return
         for item in batch:
@@ -246,6 +316,8 @@ class IngestWorker:
                 self._client.ack(item.mid, item.qos)
         with self._report_lock:
             self._report.add(report)
+        if report.timeseries_lines and self._sink is not None:
+            self._sink.wake()
 
     def _retrying(self, work: Callable[[], _T]) -> _T | None:
         """Run ``work``, retrying while the database is unavailable; None if the ingest stops meanwhile."""
@@ -264,6 +336,13 @@ class IngestWorker:
             if self._stopping.wait(delay_s):
                 return None
             delay_s = min(delay_s * 2, RETRY_MAX_S)
+
+    def _heartbeat(self) -> None:
+        try:
+            with self._engine.begin() as connection:
+                stats.heartbeat(connection, self._settings.ingest_client_id, _real_ms(), self._queue.qsize())
+        except SQLAlchemyError as error:
+            logger.debug("heartbeat not recorded (%s)", type(error).__name__)
 
     def _log_stats(self) -> None:
         report = self.report
@@ -285,3 +364,20 @@ def run_ingest(settings: Settings, clock: Clock, stop_event: threading.Event) ->
         stop_event.wait()
     finally:
         worker.stop()
+
+
+def run_sink(settings: Settings, stop_event: threading.Event) -> None:
+    """Run a time-series sender alone (no MQTT) until ``stop_event`` is set. INFLUX_URL must be set."""
+    config = SinkConfig.from_settings(settings)
+    if config is None:
+        raise ValueError("INFLUX_URL is not set: there is no time-series database to send to")
+    engine = make_engine(settings.database_url)
+    with engine.begin() as connection:
+        stats.register_worker(connection, settings.ingest_client_id, settings.ingest_group, _real_ms())
+    sink = TimeseriesSink(engine, config, settings.ingest_client_id, settings.ingest_client_id)
+    sink.start()
+    try:
+        stop_event.wait()
+    finally:
+        sink.stop()
+        engine.dispose()

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("transactions", sa.BigInteger(), nullable=False),
         sa.Column("newest_ts_ms", sa.BigInteger(), nullable=True),
         sa.Column("commit_lag_ms", sa.BigInteger(), nullable=True),
+        sa.Column("lag_histogram", sa.JSON(), nullable=False),
         sa.Column("queued", sa.Integer(), nullable=False),
         sa.Column("timeseries_lines", sa.BigInteger(), nullable=False),
         sa.Column("timeseries_batches", sa.BigInteger(), nullable=False),

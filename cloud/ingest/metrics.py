@@ -1,0 +1,290 @@
+"""The ingest's own figures for people and monitors: every worker's counters (table ``ingest_workers``), the
+time-series outbox's depth and the lag behind the newest reading, read from the database by any process.
+
+`prometheus_text` renders them in Prometheus' text format (for ``GET /metrics``); `health` sums them up for
+the API's health answer. The counters are per worker (label ``worker``, the MQTT client id: as many values
+as ingest processes), and only grow, across restarts too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, select
+
+from cloud.db.models import IngestWorker
+from cloud.ingest.stats import LagHistogram
+from cloud.timeseries.outbox import Depth, depth
+
+# A worker whose last sign of life is older than this is taken for dead [ms].
+ALIVE_WITHIN_MS = 30_000
+# Health turns degraded when the newest reading is older than this, or the outbox's oldest line is [s].
+LAG_DEGRADED_S = 300.0
+SPOOL_DEGRADED_S = 300.0
+
+
+@dataclass(frozen=True)
+class WorkerFigures:
+    """One worker's row of ``ingest_workers``."""
+
+    client_id: str
+    group: str
+    started_ms: int
+    heartbeat_ms: int
+    counters: dict[str, int]
+    newest_ts_ms: int | None
+    commit_lag_ms: int | None
+    queued: int
+    lag: LagHistogram
+
+
+@dataclass(frozen=True)
+class IngestFigures:
+    """Everything `prometheus_text` and `health` show, read at one moment."""
+
+    workers: Sequence[WorkerFigures]
+    spool: Depth
+    # The data clock (LOKALNIE_CLOCK) and real time when read [ms since the epoch].
+    now_ms: int
+    real_now_ms: int
+
+    @property
+    def newest_ts_ms(self) -> int | None:
+        found = [worker.newest_ts_ms for worker in self.workers if worker.newest_ts_ms is not None]
+        return max(found) if found else None
+
+    @property
+    def lag_s(self) -> float | None:
+        """How far the newest stored reading lies behind the clock [s]; None before the first."""
+        newest = self.newest_ts_ms
+        return max(self.now_ms - newest, 0) / 1000.0 if newest is not None else None
+
+    def alive(self, worker: WorkerFigures) -> bool:
+        return self.real_now_ms - worker.heartbeat_ms <= ALIVE_WITHIN_MS
+
+
+# (column of ingest_workers, metric name without prefix, help)
+_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("messages", "messages", "Messages taken from the broker and committed (stored or refused)."),
+    ("samples", "samples", "Samples stored (a sample: one poll of one device)."),
+    ("readings", "readings", "Readings stored (a reading: one value of one sample)."),
+    ("duplicates", "duplicate_samples", "Samples received again and dropped (stored before)."),
+    ("dead_letters", "dead_letters", "Rows written to the dead-letter table."),
+    (
+        "refused_readings",
+        "refused_readings",
+        "Readings refused one by one (NaN, beyond what a device shows).",
+    ),
+    ("statuses", "status_messages", "Status messages applied to the schools' links."),
+    ("events", "events", "Health events stored."),
+    ("corrections", "counter_corrections", "Counter steps newly found to be resets, rollovers or jumps."),
+    ("intervals", "intervals_written", "15-minute intervals written (new or changed)."),
+    ("transactions", "transactions", "Transactions committed."),
+    ("timeseries_lines", "timeseries_lines_written", "Lines the time-series database accepted."),
+    ("timeseries_batches", "timeseries_requests", "Write requests the time-series database accepted."),
+    (
+        "timeseries_failures",
+        "timeseries_write_failures",
+        "Write requests that failed and wait to be sent again.",
+    ),
+)
+
+
+def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigures:
+    """Read every worker's row and the outbox's depth."""
+    workers = []
+    for row in connection.execute(select(IngestWorker).order_by(IngestWorker.client_id)).scalars():
+        histogram = row.lag_histogram
+        if isinstance(histogram, str):
+            histogram = json.loads(histogram)
+        workers.append(
+            WorkerFigures(
+                client_id=row.client_id,
+                group=row.group_name,
+                started_ms=row.started_ms,
+                heartbeat_ms=row.heartbeat_ms,
+                counters={column: int(getattr(row, column)) for column, _, _ in _COUNTERS},
+                newest_ts_ms=row.newest_ts_ms,
+                commit_lag_ms=row.commit_lag_ms,
+                queued=row.queued,
+                lag=LagHistogram.from_json(histogram if isinstance(histogram, dict) else None),
+            )
+        )
+    return IngestFigures(workers, depth(connection), now_ms, real_now_ms)
+
+
+def _labels(**labels: str) -> str:
+    if not labels:
+        return ""
+    escaped = (f'{key}="{_escape(value)}"' for key, value in labels.items())
+    return "{" + ",".join(escaped) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _number(value: float | int) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
+    """The figures in Prometheus' text exposition format (version 0.0.4)."""
+    out: list[str] = []
+
+    def family(name: str, kind: str, text: str, samples: Sequence[tuple[str, float | int]]) -> None:
+        out.append(f"# HELP {prefix}_{name} {text}")
+        out.append(f"# TYPE {prefix}_{name} {kind}")
+        out.extend(f"{prefix}_{name}{labels} {_number(value)}" for labels, value in samples)
+
+    workers = figures.workers
+    for column, name, text in _COUNTERS:
+        family(
+            f"ingest_{name}_total",
+            "counter",
+            text,
+            [(_labels(worker=w.client_id), w.counters[column]) for w in workers],
+        )
+    family(
+        "ingest_up",
+        "gauge",
+        f"1 if the worker gave a sign of life within the last {ALIVE_WITHIN_MS // 1000} s.",
+        [(_labels(worker=w.client_id, group=w.group), int(figures.alive(w))) for w in workers],
+    )
+    family(
+        "ingest_queued_messages",
+        "gauge",
+        "Messages received and not yet stored, at the worker's last heartbeat.",
+        [(_labels(worker=w.client_id), w.queued) for w in workers],
+    )
+    family(
+        "ingest_last_seen_timestamp_seconds",
+        "gauge",
+        "Real time of the worker's last commit or heartbeat.",
+        [(_labels(worker=w.client_id), w.heartbeat_ms / 1000.0) for w in workers],
+    )
+    family(
+        "ingest_newest_reading_timestamp_seconds",
+        "gauge",
+        "Time of the newest sample the worker stored.",
+        [
+            (_labels(worker=w.client_id), w.newest_ts_ms / 1000.0)
+            for w in workers
+            if w.newest_ts_ms is not None
+        ],
+    )
+    family(
+        "ingest_commit_lag_seconds",
+        "gauge",
+        "In the worker's last transaction with live samples: commit time minus the newest sample's time.",
+        [
+            (_labels(worker=w.client_id), w.commit_lag_ms / 1000.0)
+            for w in workers
+            if w.commit_lag_ms is not None
+        ],
+    )
+    out.append(
+        f"# HELP {prefix}_ingest_sample_lag_seconds Commit time minus sample time of each live "
+        "(not backfilled) sample."
+    )
+    out.append(f"# TYPE {prefix}_ingest_sample_lag_seconds histogram")
+    for w in workers:
+        name = f"{prefix}_ingest_sample_lag_seconds"
+        for bound, cumulative in w.lag.cumulative():
+            out.append(f"{name}_bucket{_labels(worker=w.client_id, le=bound)} {cumulative}")
+        out.append(
+            f"{prefix}_ingest_sample_lag_seconds_sum{_labels(worker=w.client_id)} {_number(w.lag.sum_s)}"
+        )
+        out.append(f"{prefix}_ingest_sample_lag_seconds_count{_labels(worker=w.client_id)} {w.lag.total}")
+    lag_s = figures.lag_s
+    family(
+        "ingest_lag_seconds",
+        "gauge",
+        "How far the newest stored reading of any school lies behind the clock.",
+        [("", lag_s)] if lag_s is not None else [],
+    )
+    spool = figures.spool
+    family("timeseries_spool_lines", "gauge", "Lines waiting in the time-series outbox.", [("", spool.lines)])
+    family("timeseries_spool_batches", "gauge", "Rows waiting in the time-series outbox.", [("", spool.rows)])
+    family(
+        "timeseries_spool_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest row waiting in the time-series outbox (real time).",
+        [("", max(figures.real_now_ms - spool.oldest_created_ms, 0) / 1000.0)]
+        if spool.oldest_created_ms is not None
+        else [],
+    )
+    return "\n".join(out) + "\n"
+
+
+class WorkerHealth(BaseModel):
+    """One ingest process as the health answer shows it."""
+
+    worker: str
+    alive: bool
+    last_seen_s: float = Field(description="Seconds since the worker's last commit or heartbeat.")
+    queued: int
+
+
+class IngestHealth(BaseModel):
+    """The ingest in the API's health answer: ``ok``, ``degraded`` (``problems`` says why) or ``idle`` (no
+    ingest process has ever run against this database)."""
+
+    status: str
+    problems: list[str]
+    workers: list[WorkerHealth]
+    messages: int
+    samples: int
+    readings: int
+    duplicates: int
+    dead_letters: int
+    refused_readings: int
+    spool_lines: int
+    spool_oldest_age_s: float | None
+    lag_s: float | None = Field(description="How far the newest stored reading lies behind the clock [s].")
+
+
+def health(figures: IngestFigures) -> IngestHealth:
+    """The ingest's state for the health answer."""
+    workers = [
+        WorkerHealth(
+            worker=w.client_id,
+            alive=figures.alive(w),
+            last_seen_s=max(figures.real_now_ms - w.heartbeat_ms, 0) / 1000.0,
+            queued=w.queued,
+        )
+        for w in figures.workers
+    ]
+    spool = figures.spool
+    spool_age_s = (
+        max(figures.real_now_ms - spool.oldest_created_ms, 0) / 1000.0 if spool.oldest_created_ms else None
+    )
+    problems: list[str] = []
+    if workers and not any(worker.alive for worker in workers):
+        problems.append("no ingest worker is alive")
+    lag_s = figures.lag_s
+    if lag_s is not None and lag_s > LAG_DEGRADED_S:
+        problems.append(f"the newest reading is {lag_s:.0f} s old")
+    if spool_age_s is not None and spool_age_s > SPOOL_DEGRADED_S:
+        problems.append(f"lines have waited {spool_age_s:.0f} s for the time-series database")
+
+    def total(column: str) -> int:
+        return sum(w.counters[column] for w in figures.workers)
+
+    return IngestHealth(
+        status="idle" if not workers else ("degraded" if problems else "ok"),
+        problems=problems,
+        workers=workers,
+        messages=total("messages"),
+        samples=total("samples"),
+        readings=total("readings"),
+        duplicates=total("duplicates"),
+        dead_letters=total("dead_letters"),
+        refused_readings=total("refused_readings"),
+        spool_lines=spool.lines,
+        spool_oldest_age_s=spool_age_s,
+        lag_s=lag_s,
+    )
