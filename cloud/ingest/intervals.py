@@ -41,6 +41,9 @@ INTERVAL_COLUMNS: dict[tuple[DeviceKind, str], str] = {
     (DeviceKind.GRID_METER, "export_wh"): "export_wh",
 }
 ENERGY_COLUMNS = ("pv_wh", "import_wh", "export_wh")
+# Stored energies are rounded to µWh, so that recomputing an interval from other readings around its
+# boundaries (equal in exact arithmetic) does not count as a change for a few ulp.
+ENERGY_DECIMALS = 6
 Q = QUARTER_HOUR_MS
 
 
@@ -417,14 +420,14 @@ def _window_rows(
     for k in range(count):
         if not covered[k]:
             continue
-        pv_wh, import_wh, export_wh = (sums_wh[name][k] for name in ENERGY_COLUMNS)
+        pv_wh, import_wh, export_wh = (round(sums_wh[name][k], ENERGY_DECIMALS) for name in ENERGY_COLUMNS)
         rows.append(
             {
                 "start_ms": start_ms + k * Q,
                 "pv_wh": pv_wh,
                 "import_wh": import_wh,
                 "export_wh": export_wh,
-                "consumption_wh": pv_wh + import_wh - export_wh,
+                "consumption_wh": round(pv_wh + import_wh - export_wh, ENERGY_DECIMALS),
                 "complete": complete[k] and all_columns,
             }
         )

@@ -178,7 +178,10 @@ def _triage_telemetry(
         values, problems = _checked_values(sample, school, limits)
         if problems:
             result.refused_readings += len(problems)
-            reason = f"sample seq {sample.seq}: refused {len(problems)} readings: " + "; ".join(problems)
+            reason = (
+                f"sample seq {sample.seq}: {len(problems)} of {len(values)} readings refused: "
+                + "; ".join(problems)
+            )
             bad.append((reason, _sample_json(sample)))
         result.samples.append(
             Accepted(

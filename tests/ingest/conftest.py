@@ -1,0 +1,94 @@
+"""Fixtures of the ingest's tests: a migrated database (SQLite and PostgreSQL) with synthetic schools, stores
+over it, and message builders."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from cloud.db.engine import make_engine
+from cloud.db.register import prepare_database, sync_register
+from cloud.ingest.store import Message, StoreOptions, TelemetryStore
+from cloud.settings import Settings
+from common.clock import ManualClock
+from common.wire import Channel, Sample, TelemetryBatch, encode, school_topic
+from tests.ingest import load
+
+# 2026-03-02T10:00:00Z, a quarter-hour boundary: "now" for the store's tests.
+NOW_MS = 1_772_445_600_000
+
+
+def unique_id(prefix: str) -> str:
+    """An id no other test uses, valid as a school id, a client id and a shared-subscription group."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class IngestDb:
+    """A migrated database with the test's own synthetic schools (40 kWp, an inverter and a meter)."""
+
+    url: str
+    engine: Engine
+    clock: ManualClock
+    school_ids: list[str]
+    settings: Settings
+
+    def add_school(self) -> str:
+        """Register one more school; its id."""
+        school_id = unique_id("x")
+        with self.engine.begin() as connection:
+            sync_register(connection, [load.site(school_id)])
+        return school_id
+
+    def store(self, **options: object) -> TelemetryStore:
+        return TelemetryStore(self.engine, self.clock, None, StoreOptions(**options))  # type: ignore[arg-type]
+
+    def scalar(self, sql: str, **parameters: object) -> object:
+        with self.engine.connect() as connection:
+            return connection.execute(text(sql), parameters).scalar()
+
+    def rows(self, sql: str, **parameters: object) -> list[tuple[object, ...]]:
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), parameters)]
+
+
+@pytest.fixture
+def ingest_db(database_url: str, tmp_path: Path) -> Iterator[IngestDb]:
+    school_ids = [unique_id("s"), unique_id("s")]
+    settings = Settings(
+        database_url=database_url,
+        sites_dir=load.write_sites(tmp_path / "sites", school_ids),
+        ingest_group=unique_id("g"),
+        ingest_client_id=unique_id("ingest-"),
+        ingest_session_expiry_s=600,
+    )
+    prepare_database(settings)
+    engine = make_engine(database_url)
+    try:
+        yield IngestDb(database_url, engine, ManualClock(NOW_MS), school_ids, settings)
+    finally:
+        engine.dispose()
+
+
+def telemetry(
+    school_id: str, samples: list[Sample], stream: str = "a1b2c3d4", backfill: bool = False
+) -> Message:
+    batch = TelemetryBatch(
+        school=school_id, stream=stream, backfill=backfill, sent_ms=NOW_MS, samples=samples
+    )
+    return Message(school_topic(school_id, Channel.TELEMETRY), encode(batch), NOW_MS)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "the condition") -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.05)

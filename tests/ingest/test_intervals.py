@@ -1,0 +1,120 @@
+"""The incremental interval update against the reference computation, on SQLite and PostgreSQL: readings
+arriving in any order and in any grouping, with resets, rollovers and swaps among them, give the intervals
+and corrections that all readings at once give."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cloud.ingest.checks import Limits
+from cloud.ingest.counters import QUARTER_HOUR_MS
+from cloud.ingest.intervals import Series, SeriesReadings, interval_rows
+from common.wire import DeviceKind, Sample
+from tests.ingest.conftest import NOW_MS, IngestDb, telemetry
+from tests.ingest.load import PV_KWP
+
+Q = QUARTER_HOUR_MS
+LIMITS = Limits()
+PV = Series("inverter", DeviceKind.PV_INVERTER.value, "energy_wh")
+IMPORT = Series("meter", DeviceKind.GRID_METER.value, "import_wh")
+EXPORT = Series("meter", DeviceKind.GRID_METER.value, "export_wh")
+MAX_POWER_W = {
+    PV: LIMITS.max_power_w(PV.kind, PV_KWP),
+    IMPORT: LIMITS.max_power_w(IMPORT.kind, PV_KWP),
+    EXPORT: LIMITS.max_power_w(EXPORT.kind, PV_KWP),
+}
+
+
+@st.composite
+def counter(draw: st.DrawFn, max_power_w: float, times: list[int]) -> list[float]:
+    """A counter at the given times, growing at plausible power, with a reset, a rollover or a swap now
+    and then."""
+    value = draw(st.sampled_from([draw(st.floats(0, 1e7)), 2.0**32 - draw(st.floats(0, 5e4))]))
+    values = [value]
+    for before, after in zip(times, times[1:], strict=False):
+        event = draw(st.sampled_from(["grow"] * 8 + ["reset", "swap"]))
+        if event == "grow":
+            value += draw(st.floats(0, 0.9)) * max_power_w * (after - before) / 3.6e6
+            value = value - 2.0**32 if value >= 2.0**32 else value
+        elif event == "reset":
+            value = draw(st.floats(0, 100))
+        else:
+            value += 5e9
+        values.append(value)
+    return values
+
+
+@st.composite
+def school_day(draw: st.DrawFn) -> dict[Series, tuple[list[int], list[float]]]:
+    """Readings of a school's three counters over two hours before NOW_MS."""
+    readings = {}
+    for series in (PV, IMPORT, EXPORT):
+        offsets = draw(st.lists(st.integers(0, 8 * Q), min_size=1, max_size=25, unique=True))
+        times = sorted(NOW_MS - 8 * Q + offset for offset in offsets)
+        readings[series] = (times, draw(counter(MAX_POWER_W[series], times)))
+    return readings
+
+
+def samples_of(readings: dict[Series, tuple[list[int], list[float]]]) -> list[Sample]:
+    """One sample per reading time of each device (the meter's two counters share their times here only if
+    drawn so: each counter's readings become samples carrying that counter alone)."""
+    samples = []
+    seq = 0
+    for series, (times, values) in readings.items():
+        kind = DeviceKind(series.kind)
+        for ts, value in zip(times, values, strict=True):
+            seq += 1
+            samples.append(
+                Sample(seq=seq, device=series.device_id, kind=kind, ts_ms=ts, values={series.quantity: value})
+            )
+    return samples
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(school_day(), st.randoms(use_true_random=False), st.integers(1, 12))
+def test_readings_in_any_order_give_the_intervals_and_corrections_of_all_at_once(
+    ingest_db: IngestDb,
+    readings: dict[Series, tuple[list[int], list[float]]],
+    shuffler: random.Random,
+    chunk: int,
+) -> None:
+    school = ingest_db.add_school()
+    samples = samples_of(readings)
+    shuffler.shuffle(samples)
+    store = ingest_db.store()
+    for start in range(0, len(samples), chunk):
+        store.store([telemetry(school, samples[start : start + chunk])])
+
+    all_at_once = {
+        series: SeriesReadings(list(times), list(values)) for series, (times, values) in readings.items()
+    }
+    expected, corrections = interval_rows(all_at_once, NOW_MS - 9 * Q, NOW_MS + Q, MAX_POWER_W)
+    stored = ingest_db.rows(
+        "SELECT start_ms, pv_wh, import_wh, export_wh, consumption_wh, complete FROM intervals "
+        "WHERE school_id = :school ORDER BY start_ms",
+        school=school,
+    )
+    assert [row[0] for row in stored] == [row["start_ms"] for row in expected]
+    for row, want in zip(stored, expected, strict=True):
+        for index, name in enumerate(("pv_wh", "import_wh", "export_wh", "consumption_wh"), start=1):
+            assert row[index] == pytest.approx(want[name], rel=1e-9, abs=1e-5), name
+        assert bool(row[5]) == want["complete"]
+    stored_corrections = ingest_db.rows(
+        "SELECT device_id, quantity, ts_ms, correction, previous_ts_ms, counted_wh FROM counter_corrections "
+        "WHERE school_id = :school ORDER BY device_id, quantity, ts_ms",
+        school=school,
+    )
+    wanted = sorted(
+        (c.series.device_id, c.series.quantity, c.ts_ms, c.correction, c.previous_ts_ms, c.counted_wh)
+        for c in corrections
+    )
+    assert [row[:5] for row in stored_corrections] == [row[:5] for row in wanted]
+    assert [row[5] for row in stored_corrections] == pytest.approx([row[5] for row in wanted])
