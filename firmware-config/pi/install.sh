@@ -20,9 +20,9 @@ python3 -m venv /opt/lokalnie/venv
 # device profiles in /opt/lokalnie/firmware-config/profiles beside its code.
 /opt/lokalnie/venv/bin/pip install --quiet -e "/opt/lokalnie[edge]"
 
-install -d -m 0750 -o root -g lokalnie /etc/lokalnie
-[[ -e /etc/lokalnie/edge.env ]] || install -m 0640 -o root -g lokalnie \
-  /opt/lokalnie/firmware-config/pi/edge.env.example /etc/lokalnie/edge.env
+install -d -m 0755 /etc/lokalnie
+[[ -e /etc/lokalnie/agent.env ]] || install -m 0644 /opt/lokalnie/firmware-config/pi/agent.env.example \
+  /etc/lokalnie/agent.env
 install -d -m 0750 -o lokalnie -g lokalnie /var/lib/lokalnie
 
 install -m 0644 /opt/lokalnie/firmware-config/pi/lokalnie-edge.service /etc/systemd/system/lokalnie-edge.service
@@ -32,6 +32,6 @@ systemctl restart systemd-journald
 systemctl daemon-reload
 systemctl enable lokalnie-edge.service >/dev/null
 
-echo "Installed. Next: /etc/lokalnie/<school>.yaml, /etc/lokalnie/edge.env and the certificates; then"
+echo "Installed. Next: /etc/lokalnie/<school>.yaml and agent.env; the city's edge.env and ca.crt; then"
 echo "  sudo -u lokalnie /opt/lokalnie/venv/bin/python -m edge check --site /etc/lokalnie/<school>.yaml"
 echo "  sudo systemctl start lokalnie-edge"
