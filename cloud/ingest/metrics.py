@@ -96,20 +96,21 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
 def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigures:
     """Read every worker's row and the outbox's depth."""
     workers = []
-    for row in connection.execute(select(IngestWorker).order_by(IngestWorker.client_id)).scalars():
-        histogram = row.lag_histogram
+    table = IngestWorker.__table__
+    for row in connection.execute(select(table).order_by(table.c.client_id)).mappings():
+        histogram = row["lag_histogram"]
         if isinstance(histogram, str):
             histogram = json.loads(histogram)
         workers.append(
             WorkerFigures(
-                client_id=row.client_id,
-                group=row.group_name,
-                started_ms=row.started_ms,
-                heartbeat_ms=row.heartbeat_ms,
-                counters={column: int(getattr(row, column)) for column, _, _ in _COUNTERS},
-                newest_ts_ms=row.newest_ts_ms,
-                commit_lag_ms=row.commit_lag_ms,
-                queued=row.queued,
+                client_id=row["client_id"],
+                group=row["group_name"],
+                started_ms=row["started_ms"],
+                heartbeat_ms=row["heartbeat_ms"],
+                counters={column: int(row[column]) for column, _, _ in _COUNTERS},
+                newest_ts_ms=row["newest_ts_ms"],
+                commit_lag_ms=row["commit_lag_ms"],
+                queued=row["queued"],
                 lag=LagHistogram.from_json(histogram if isinstance(histogram, dict) else None),
             )
         )

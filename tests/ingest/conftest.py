@@ -16,12 +16,32 @@ from cloud.db.engine import make_engine
 from cloud.db.register import prepare_database, sync_register
 from cloud.ingest.store import Message, StoreOptions, TelemetryStore
 from cloud.settings import Settings
-from common.clock import ManualClock
 from common.wire import Channel, Sample, TelemetryBatch, encode, school_topic
 from tests.ingest import load
 
 # 2026-03-02T10:00:00Z, a quarter-hour boundary: "now" for the store's tests.
 NOW_MS = 1_772_445_600_000
+
+
+class SettableClock:
+    """A clock the test sets to any time, forward or back (`common.clock.Clock`)."""
+
+    speed = 0.0
+
+    def __init__(self, now_ms: int) -> None:
+        self.ms = now_ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    def set(self, now_ms: int) -> None:
+        self.ms = now_ms
+
+    async def sleep_until(self, epoch_ms: int) -> None:
+        raise NotImplementedError("nothing sleeps on this clock")
+
+    def spec(self) -> str:
+        raise NotImplementedError("a settable clock lives in one process")
 
 
 def unique_id(prefix: str) -> str:
@@ -35,7 +55,7 @@ class IngestDb:
 
     url: str
     engine: Engine
-    clock: ManualClock
+    clock: SettableClock
     school_ids: list[str]
     settings: Settings
 
@@ -71,7 +91,7 @@ def ingest_db(database_url: str, tmp_path: Path) -> Iterator[IngestDb]:
     prepare_database(settings)
     engine = make_engine(database_url)
     try:
-        yield IngestDb(database_url, engine, ManualClock(NOW_MS), school_ids, settings)
+        yield IngestDb(database_url, engine, SettableClock(NOW_MS), school_ids, settings)
     finally:
         engine.dispose()
 

@@ -4,6 +4,7 @@ and corrections that all readings at once give."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -35,7 +36,7 @@ def counter(draw: st.DrawFn, max_power_w: float, times: list[int]) -> list[float
     and then."""
     value = draw(st.sampled_from([draw(st.floats(0, 1e7)), 2.0**32 - draw(st.floats(0, 5e4))]))
     values = [value]
-    for before, after in zip(times, times[1:], strict=False):
+    for before, after in itertools.pairwise(times):
         event = draw(st.sampled_from(["grow"] * 8 + ["reset", "swap"]))
         if event == "grow":
             value += draw(st.floats(0, 0.9)) * max_power_w * (after - before) / 3.6e6
