@@ -55,6 +55,9 @@ MAX_INFLIGHT_MESSAGES = 16
 RESERVED_FOR_LIVE = 4
 # After the broker refuses a message (e.g. not authorised), wait before offering it again.
 REFUSAL_PAUSE_S = 30.0
+# A message unacknowledged this long while connected is offered again (its rows are still in the outbox), so
+# that a message paho lost can never hold an in-flight slot for ever [s].
+INFLIGHT_EXPIRY_S = 120.0
 
 Lane = Literal["events", "live", "backfill"]
 
@@ -79,6 +82,7 @@ class PublisherSettings:
 class _Inflight:
     lane: Lane
     ids: list[int]
+    sent_at: float
 
 
 class Publisher:
@@ -154,6 +158,7 @@ class Publisher:
         """Send what the outbox holds whenever connected, until ``stop`` is set."""
         while not stop.is_set():
             self._wake.clear()
+            self._expire_inflight()
             while self._send_one():
                 pass
             # A paced backlog needs a look now and then even when nothing new arrives.
@@ -226,7 +231,7 @@ class Publisher:
     def _publish(self, topic: str, payload: bytes, lane: Lane, ids: list[int]) -> None:
         retain = RETAIN_TELEMETRY  # events are not retained either
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)
-        self._inflight[info.mid] = _Inflight(lane, ids)
+        self._inflight[info.mid] = _Inflight(lane, ids, self._loop.time())
 
     def _batch(self, rows: list[StoredSample], *, backfill: bool) -> TelemetryBatch:
         samples = [
@@ -320,6 +325,29 @@ class Publisher:
             self.settings.backfill_samples_per_s,
         )
 
+    def _expire_inflight(self) -> None:
+        if not self._connected:
+            return
+        deadline = self._loop.time() - INFLIGHT_EXPIRY_S
+        for mid in [mid for mid, inflight in self._inflight.items() if inflight.sent_at < deadline]:
+            inflight = self._inflight.pop(mid)
+            log.warning(
+                "no acknowledgement for %d rows in %.0f s; offering them again",
+                len(inflight.ids),
+                INFLIGHT_EXPIRY_S,
+            )
+            self._rewind(inflight)
+
+    def _rewind(self, inflight: _Inflight) -> None:
+        """Offer an in-flight message's rows again: move its lane's cursor back before them."""
+        first = inflight.ids[0] - 1
+        if inflight.lane == "events":
+            self._events_after = min(self._events_after, first)
+        elif inflight.lane == "live":
+            self._live_after = min(self._live_after, first)
+        else:
+            self._backlog_after = min(self._backlog_after, first)
+
     def _acknowledged(self, mid: int, refused: bool, reason: str) -> None:
         inflight = self._inflight.pop(mid, None)
         if inflight is None:
@@ -327,13 +355,7 @@ class Publisher:
         if refused:
             # Keep the rows: rewind the lane so that they are offered again after a pause.
             log.error("broker refused a message (%s); %d rows stay in the outbox", reason, len(inflight.ids))
-            first = inflight.ids[0] - 1
-            if inflight.lane == "events":
-                self._events_after = min(self._events_after, first)
-            elif inflight.lane == "live":
-                self._live_after = min(self._live_after, first)
-            else:
-                self._backlog_after = min(self._backlog_after, first)
+            self._rewind(inflight)
             self._paused_until = self._loop.time() + REFUSAL_PAUSE_S
             return
         if inflight.lane == "events":

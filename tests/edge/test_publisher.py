@@ -66,3 +66,40 @@ def test_the_backlog_waits_a_random_delay_then_keeps_to_its_rate(
     # A full batch goes at once, the rest at the rate.
     assert finished - started >= (BACKLOG - BATCH) / RATE - 0.1
     assert finished - started < (BACKLOG - BATCH) / RATE + 2.0
+
+
+def test_a_message_never_acknowledged_is_offered_again(
+    broker: servers.Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.publisher
+
+    monkeypatch.setattr(edge.publisher, "INFLIGHT_EXPIRY_S", 0.3)
+    box = Outbox(tmp_path / "outbox.db")
+    now = SystemClock().now_ms()
+    box.append([NewSample("meter", "grid_meter", now, {"power_w": 1.0})])
+
+    async def scenario() -> list[int]:
+        publisher = Publisher("pm8", box, parse_broker_url(broker.url), SystemClock(), PublisherSettings())
+        offered: list[int] = []
+        real_publish = publisher._client.publish
+
+        def losing_the_first(topic: str, payload: bytes, **options: object) -> object:
+            if not topic.endswith("/telemetry"):
+                return real_publish(topic, payload, **options)  # type: ignore[arg-type]
+            offered.append(len(offered))
+            if len(offered) == 1:
+                # The first telemetry message vanishes, as if paho had lost it: no PUBACK will ever come.
+                return type("Lost", (), {"mid": 65_000})()
+            return real_publish(topic, payload, **options)  # type: ignore[arg-type]
+
+        publisher._client.publish = losing_the_first  # type: ignore[method-assign,assignment]
+        stop = asyncio.Event()
+        publisher.start()
+        running = asyncio.create_task(publisher.run(stop))
+        await wait_until(lambda: box.count() == 0, 10, "the sample to be acknowledged after all")
+        stop.set()
+        await running
+        await publisher.stop()
+        return offered
+
+    assert len(asyncio.run(scenario())) == 2, "offered again after the expiry, once"
