@@ -143,8 +143,9 @@ class HealthMonitor:
         problem = None
         if isinstance(outcome, DeviceUnreachable):
             # An inverter that stopped answering after producing nothing has most likely gone to sleep.
-            asleep = device.kind is DeviceKind.PV_INVERTER and not self._last_power.get(device.id)
-            if asleep and device.id in self._last_power:
+            last_power = self._last_power.get(device.id)
+            produced_nothing = device.id in self._last_power and (last_power is None or last_power <= 0)
+            if device.kind is DeviceKind.PV_INVERTER and produced_nothing:
                 problem = Problem(
                     Severity.INFO,
                     f"Falownik „{device.id}” nie odpowiada. Przy ostatnim odczycie nie produkował prądu, "

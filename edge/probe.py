@@ -88,10 +88,12 @@ async def probe(
     try:
         async with link.session():
             await _sunspec_models(link, unit, report)
+    except DeviceUnreachable as error:
+        # Some devices do not answer at all for registers they lack: try the register maps all the same.
+        report.error = str(error)
+    try:
         for profile in profiles:
             report.matches.append(await _try_profile(link, unit, profile, transport))
-    except DeviceUnreachable as error:
-        report.error = str(error)
     finally:
         await link.aclose()
     report.matches.sort(key=lambda match: match.rank, reverse=True)

@@ -63,9 +63,12 @@ def test_a_device_that_stops_answering_is_raised_at_the_second_poll_and_cleared(
     assert "znów odpowiada" in polls[5][0].message_pl
 
 
-def test_an_inverter_that_went_quiet_after_producing_nothing_is_asleep(inverter_profile: Profile) -> None:
+@pytest.mark.parametrize("night_power_w", [0.0, -3.0, None])
+def test_an_inverter_that_went_quiet_after_producing_nothing_is_asleep(
+    inverter_profile: Profile, night_power_w: float | None
+) -> None:
     lost = DeviceUnreachable("timeout")
-    polls = run(HealthMonitor(), inverter_profile, good(power_w=0.0), lost, lost)
+    polls = run(HealthMonitor(), inverter_profile, good(power_w=night_power_w), lost, lost)  # type: ignore[arg-type]
     assert polls[2][0].severity is Severity.INFO
     assert "uśpiony na noc" in polls[2][0].message_pl
 
