@@ -1,1 +1,1 @@
-"""Simulated school devices: a physical model of each school (PV, load, grid meter) served over Modbus TCP."""
+"""Simulated school devices: a physical model of each school (PV, load, grid meter) over Modbus TCP and RTU."""

@@ -46,7 +46,8 @@ def sim_command(
         typer.Option("--seed", help="Selects the weather and the load fluctuation; same seed, same data."),
     ] = 0,
 ) -> None:
-    """Simulate the PV inverters and grid meters of schools on Modbus TCP until SIGINT or SIGTERM.
+    """Simulate the PV inverters and grid meters of schools on Modbus TCP (and RTU for devices on a serial
+    line) until SIGINT or SIGTERM.
 
     The time comes from LOKALNIE_CLOCK (real time when unset), as for the edge agents and the cloud.
     """
