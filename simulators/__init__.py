@@ -1,1 +1,1 @@
-"""Simulated school devices: a physical model of each school (PV, load, grid meter) over Modbus TCP and RTU."""
+"""Simulated school devices: a physical model of each school (PV, load, grid meter) on Modbus TCP and RTU."""
