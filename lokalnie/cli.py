@@ -32,12 +32,16 @@ def _missing(command: str, extra: str, error: ImportError) -> Callable[[], None]
     return explain
 
 
-def _command(name: str, module: str, attribute: str, extra: str) -> None:
+def _load(command: str, module: str, attribute: str, extra: str) -> Any:
+    """The function behind a command, or one that explains which extra to install."""
     try:
-        function: Any = getattr(importlib.import_module(module), attribute)
+        return getattr(importlib.import_module(module), attribute)
     except ImportError as error:
-        function = _missing(name, extra, error)
-    app.command(name)(function)
+        return _missing(command, extra, error)
+
+
+def _command(name: str, module: str, attribute: str, extra: str) -> None:
+    app.command(name)(_load(name, module, attribute, extra))
 
 
 def _group(name: str, module: str, extra: str) -> None:
@@ -49,6 +53,14 @@ def _group(name: str, module: str, extra: str) -> None:
     app.add_typer(group, name=name)
 
 
+def _subcommands(group_name: str, help_text: str, commands: list[tuple[str, str, str]], extra: str) -> None:
+    """A group of commands gathered from several modules (e.g. `lokalnie smog import` and `smog purge`)."""
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    for name, module, attribute in commands:
+        group.command(name)(_load(f"{group_name} {name}", module, attribute, extra))
+    app.add_typer(group, name=group_name)
+
+
 _group("edge", "edge.cli", "edge")
 _command("sim", "simulators.cli", "sim_command", "sim")
 _command("ingest", "cloud.cli", "ingest_command", "cloud")
@@ -56,3 +68,12 @@ _command("api", "cloud.cli", "api_command", "cloud")
 _group("users", "cloud.auth.cli", "cloud")
 _group("broker", "cloud.broker.cli", "cloud")
 _command("demo", "lokalnie.demo", "demo_command", "dev")
+_subcommands(
+    "smog",
+    "The Stop Smog calculator's data and the residents' applications.",
+    [
+        ("import", "cloud.smog.cli", "smog_import_command"),
+        ("purge", "cloud.applications.cli", "smog_purge_command"),
+    ],
+    "cloud",
+)

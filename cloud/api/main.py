@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from cloud.api import security
@@ -22,10 +25,12 @@ from cloud.api.limits import (
     security_headers,
 )
 from cloud.api.routes import api_router
+from cloud.applications.config import ApplicationsConfig
 from cloud.auth.sessions import Authenticator, SessionPolicy
 from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
 from cloud.settings import Settings
+from cloud.web import mount_web
 from common.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -65,6 +70,8 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
     # Every API route takes bodies up to the default, unless it says otherwise with its own max_body_size.
     # (Set on the routes rather than on the app: the app's limit would answer 413 in plain text.)
     app.include_router(api_router, max_body_size=settings.max_body_bytes)
+    app.state.smog_applications = ApplicationsConfig.from_environment()
+    mount_web(app)
     _declare_documentation(app)
     app.state.permissions = security.install_rules(app, rates)
 
@@ -97,9 +104,31 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
         )
 
     app.add_exception_handler(Exception, internal_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     if settings.env == "development":
         logger.warning("LOKALNIE_ENV is development: never expose this API to the internet")
     return app
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """FastAPI's answer to an HTTP error, except that a 405 lists every method of the path in ``Allow``:
+    Starlette names only those of the first route that matched the path, though a path such as
+    ``/api/v1/smog/applications`` has its GET and its POST in two routes."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        methods = _methods_of(request.app.router.routes, request.url.path)
+        if methods:
+            error.headers = {**(error.headers or {}), "Allow": ", ".join(sorted(methods))}
+    return await http_exception_handler(request, error)
+
+
+def _methods_of(routes: list[BaseRoute], path: str) -> set[str]:
+    methods: set[str] = set()
+    for context in iter_route_contexts(routes):
+        pattern = getattr(context, "path_regex", None)
+        if context.methods and pattern is not None and pattern.match(path):
+            methods |= context.methods
+    return methods
 
 
 def configure_security(app: FastAPI, settings: Settings, now_ms: Callable[[], int]) -> dict[str, Rate]:

@@ -14,8 +14,9 @@ from sqlalchemy import select, text
 
 from cloud.db.engine import make_engine, normalised_url
 from cloud.db.migrate import alembic_config, upgrade_database
-from cloud.db.models import Base, Device, School
+from cloud.db.models import Device, School
 from cloud.db.register import sync_register
+from cloud.db.schema import all_tables
 from cloud.settings import DEFAULT_DATABASE_URL, Settings
 from common.broker import DEFAULT_BROKER_URL
 from tests.cloud.conftest import CloudDb, make_site
@@ -96,7 +97,7 @@ def test_the_migrations_build_exactly_the_models_and_run_twice(database_url: str
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            differences = compare_metadata(MigrationContext.configure(connection), all_tables())
             revisions = set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
     finally:
         engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cloud.api.routes import audit, auth, health, ingest, schools
+from cloud.api.routes import audit, auth, health, ingest, schools, smog, smog_applications
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -13,3 +13,5 @@ api_router.include_router(auth.router)
 api_router.include_router(schools.router)
 api_router.include_router(ingest.router)
 api_router.include_router(audit.router)
+api_router.include_router(smog.router)
+api_router.include_router(smog_applications.router)

@@ -12,6 +12,7 @@ from typing import Annotated, cast
 from cryptography.fernet import MultiFernet
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 
 from cloud.api.deps import ClockDep, SessionDep
@@ -53,6 +54,19 @@ from cloud.auth.audit import audit
 from cloud.auth.principals import Principal
 from cloud.auth.roles import Role
 from common.clock import datetime_from_ms, ms_from_datetime
+
+
+def _iso_8601_only(value: object) -> object:
+    # pydantic would also read "0.5" as seconds since 1970; the document promises ISO 8601 text.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("należy podać czas w formacie ISO 8601, np. 2026-03-01T00:00:00Z") from None
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
 PREFIX = "/api/v1/smog/applications"
 _NOT_FOUND = "Nie znaleziono wniosku."
@@ -212,8 +226,8 @@ def list_all(
     _officer: OfficerDep,
     status_: Annotated[StatusName | None, Query(alias="status")] = None,
     heat_source: Annotated[str | None, Query(max_length=32)] = None,
-    submitted_from: Annotated[datetime | None, Query(description="ISO 8601, inclusive.")] = None,
-    submitted_to: Annotated[datetime | None, Query(description="ISO 8601, exclusive.")] = None,
+    submitted_from: Annotated[IsoDatetime | None, Query(description="ISO 8601, inclusive.")] = None,
+    submitted_to: Annotated[IsoDatetime | None, Query(description="ISO 8601, exclusive.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ApplicationPagePublic:

@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from cloud.db.engine import make_engine
-from cloud.db.models import Base
+from cloud.db.schema import all_tables
 
 # Any constant: PostgreSQL's advisory lock keeps two processes starting at once from migrating together.
 _MIGRATION_LOCK_ID = 4_242_001
@@ -16,7 +16,7 @@ _MIGRATION_LOCK_ID = 4_242_001
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=all_tables(),
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
