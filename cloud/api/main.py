@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from cloud.api import security
+from cloud.api.access_log import redact_access_log
 from cloud.api.limits import (
     ContentLengthMiddleware,
     Rate,
@@ -44,6 +45,7 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
 
     The database must have been migrated (`cloud.db.register.prepare_database`).
     """
+    redact_access_log()
     engine = make_engine(settings.database_url)
     now_ms = real_now_ms if real_now_ms is not None else SystemClock().now_ms
 
