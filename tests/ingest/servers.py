@@ -261,6 +261,8 @@ class Publisher:
         self._client = make_client(address, client_id)
         self._client.max_inflight_messages_set(100)
         self._client.max_queued_messages_set(0)
+        self._connected = threading.Event()
+        self._client.on_connect = lambda *_args: self._connected.set()
         self._client.connect_async(
             address.host, address.port, clean_start=False, properties=connect_properties(600)
         )
@@ -271,6 +273,8 @@ class Publisher:
         self.done = threading.Event()
 
     def start(self) -> None:
+        if not self._connected.wait(15):
+            raise TimeoutError("the publisher could not connect to the broker")
         self._thread.start()
 
     def _run(self) -> None:
@@ -292,11 +296,7 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         again = 0
         while True:
-            missing = [
-                index
-                for index, info in enumerate(self._infos)
-                if not info.is_published()  # type: ignore[attr-defined]
-            ]
+            missing = [index for index, info in enumerate(self._infos) if not _acknowledged(info)]
             if not missing:
                 return again
             if time.monotonic() > deadline:
@@ -306,7 +306,7 @@ class Publisher:
                 continue
             time.sleep(2.0)
             for index in missing:
-                if not self._infos[index].is_published():  # type: ignore[attr-defined]
+                if not _acknowledged(self._infos[index]):
                     message = self.messages[index]
                     self._infos[index] = self._client.publish(message.topic, message.payload, qos=1)
                     again += 1
@@ -314,3 +314,11 @@ class Publisher:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def _acknowledged(info: object) -> bool:
+    """Whether the broker acknowledged a message; False also when paho could not even send it."""
+    try:
+        return bool(info.is_published())  # type: ignore[attr-defined]
+    except (RuntimeError, ValueError):
+        return False
