@@ -184,24 +184,25 @@ def update_intervals(
     update = IntervalUpdate()
     if not new:
         return update
-    spans = _update_corrections(bulk, new, schools, limits, updated_ms, update)
+    spans, gaps = _update_corrections(bulk, new, schools, limits, updated_ms, update)
     windows = _windows(spans)
     series_of = _series_of_schools(windows.keys(), spans, schools)
-    boundaries: list[tuple[str, Series, int]] = [
-        (school_id, series, boundary_ms)
-        for school_id, ranges in windows.items()
-        for series in series_of[school_id]
-        for start_ms, end_ms in ranges
-        for boundary_ms in range(start_ms, end_ms + 1, Q)
-    ]
+    brackets: dict[tuple[str, Series, int], Bracket] = {}
+    unknown: list[tuple[str, Series, int]] = []
+    for school_id, ranges in windows.items():
+        for series in series_of[school_id]:
+            known = gaps.get((school_id, series), ())
+            for start_ms, end_ms in ranges:
+                for boundary_ms in range(start_ms, end_ms + 1, Q):
+                    bracket = _bracket_from(known, boundary_ms)
+                    if bracket is None:
+                        unknown.append((school_id, series, boundary_ms))
+                    else:
+                        brackets[(school_id, series, boundary_ms)] = bracket
     found = bulk.brackets(
-        [(school_id, series.device_id, series.quantity, b) for school_id, series, b in boundaries],
-        strict=False,
+        [(school_id, series.device_id, series.quantity, b) for school_id, series, b in unknown], strict=False
     )
-    brackets = {
-        (school_id, series, b): bracket
-        for (school_id, series, b), bracket in zip(boundaries, found, strict=True)
-    }
+    brackets.update(zip(unknown, found, strict=True))
     window_rows = [(school_id, lo, hi) for school_id, ranges in windows.items() for lo, hi in ranges]
     adjustments: dict[tuple[str, str, str], list[tuple[int, int, float]]] = defaultdict(list)
     for school_id, device_id, quantity, start_ms, end_ms, adjustment_wh in bulk.corrections_within(
@@ -256,17 +257,21 @@ def _update_corrections(
     limits: Limits,
     detected_ms: int,
     update: IntervalUpdate,
-) -> dict[tuple[str, Series], Span]:
-    """Classify every step next to a new reading, store the corrections among them, and return for each
-    counter the span from the reading before its first new one to the reading after its last."""
+) -> tuple[dict[tuple[str, Series], Span], dict[tuple[str, Series], list[Bracket]]]:
+    """Classify every step next to a new reading and store the corrections among them. Returns for each
+    counter the span from the reading before its first new one to the reading after its last, and the gaps
+    between consecutive readings now known (as brackets: the reading before and after, None for none)."""
     neighbours = bulk.brackets(
         [(r.school_id, r.series.device_id, r.series.quantity, r.ts_ms) for r in new], strict=True
     )
     # Each step by the series and time of the reading that ends it: (start time, start value, end value).
     steps: dict[tuple[str, Series, int], tuple[int, float, float]] = {}
     spans: dict[tuple[str, Series], Span] = {}
+    gaps: dict[tuple[str, Series], list[Bracket]] = defaultdict(list)
     for reading, (before_ts, before_wh, after_ts, after_wh) in zip(new, neighbours, strict=True):
         key = (reading.school_id, reading.series)
+        gaps[key].append((before_ts, before_wh, reading.ts_ms, reading.value_wh))
+        gaps[key].append((reading.ts_ms, reading.value_wh, after_ts, after_wh))
         if before_ts is not None and before_wh is not None:
             steps[(*key, reading.ts_ms)] = (before_ts, before_wh, reading.value_wh)
         if after_ts is not None and after_wh is not None:
@@ -277,7 +282,7 @@ def _update_corrections(
             low, high = min(low, spans[key][0]), max(high, spans[key][1])
         spans[key] = (low, high)
     if not steps:
-        return spans
+        return spans, gaps
     keys = list(steps)
     starts_ms = np.array([steps[key][0] for key in keys], dtype=np.int64)
     ends_ms = np.array([key[2] for key in keys], dtype=np.int64)
@@ -323,7 +328,20 @@ def _update_corrections(
         if known.get(step_keys[index]) != correction.correction:
             update.corrections.append((school_id, correction))
     bulk.insert_corrections(rows)
-    return spans
+    return spans, gaps
+
+
+def _bracket_from(gaps: Sequence[Bracket], at_ms: int) -> Bracket | None:
+    """The readings around ``at_ms`` (at it counting as both) if a known gap between consecutive readings
+    holds it; None when the database must be asked."""
+    for before_ts, before_wh, after_ts, after_wh in gaps:
+        if before_ts == at_ms:
+            return before_ts, before_wh, before_ts, before_wh
+        if after_ts == at_ms:
+            return after_ts, after_wh, after_ts, after_wh
+        if (before_ts is None or before_ts < at_ms) and (after_ts is None or at_ms < after_ts):
+            return before_ts, before_wh, after_ts, after_wh
+    return None
 
 
 def _windows(spans: Mapping[tuple[str, Series], Span]) -> dict[str, list[Span]]:
