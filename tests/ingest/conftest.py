@@ -17,6 +17,7 @@ from cloud.db.register import prepare_database, sync_register
 from cloud.ingest.store import Message, StoreOptions, TelemetryStore
 from cloud.settings import Settings
 from common.wire import Channel, Sample, TelemetryBatch, encode, school_topic
+from tests import servers
 from tests.ingest import load
 
 # 2026-03-02T10:00:00Z, a quarter-hour boundary: "now" for the store's tests.
@@ -112,3 +113,11 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {timeout_s} s")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Broker]:
+    """A broker of this module's own: the session's broker holds retained statuses of other tests' schools,
+    which a worker subscribed to every school's status would count as messages (and dead letters)."""
+    with servers.mosquitto(tmp_path_factory.mktemp("ingest-broker")) as running:
+        yield running
