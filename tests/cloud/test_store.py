@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from cloud.db.models import CounterReading, DeadLetter, Interval, Link
 from cloud.db.models import Sample as SampleRow
+from cloud.ingest.bulk import Bulk
 from cloud.ingest.counters import QUARTER_HOUR_MS
 from cloud.ingest.intervals import INTERVAL_COLUMNS, Series, SeriesReadings, interval_rows
-from cloud.ingest.bulk import Bulk
 from cloud.ingest.store import Message, TelemetryStore, known_school_ids
 from common.wire import COUNTERS, Channel, LinkState, Status, encode, school_topic
 from tests.cloud.conftest import NOW_MS, CloudDb, make_batch, meter_sample, pv_sample
