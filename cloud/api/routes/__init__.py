@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cloud.api.routes import audit, auth, health, ingest, schools, smog, smog_applications
+from cloud.api.routes import (
+    audit,
+    auth,
+    corrections,
+    events,
+    health,
+    ingest,
+    metrics,
+    schools,
+    smog,
+    smog_applications,
+)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(auth.router)
 api_router.include_router(schools.router)
 api_router.include_router(ingest.router)
+api_router.include_router(corrections.router)
+api_router.include_router(events.router)
+api_router.include_router(metrics.router)
 api_router.include_router(audit.router)
 api_router.include_router(smog.router)
 api_router.include_router(smog_applications.router)
