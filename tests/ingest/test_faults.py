@@ -259,6 +259,7 @@ def restartable_postgres(tmp_path: Path) -> Iterator[RestartablePostgres]:
         server.close()
 
 
+@pytest.mark.timeout(max(300, int(OUTAGE_S) + 200))
 def test_a_postgresql_outage_mid_stream_loses_and_doubles_nothing(
     tmp_path: Path, restartable_postgres: RestartablePostgres
 ) -> None:
