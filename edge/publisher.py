@@ -55,6 +55,11 @@ MAX_INFLIGHT_MESSAGES = 16
 RESERVED_FOR_LIVE = 4
 # After the broker refuses a message (e.g. not authorised), wait before offering it again.
 REFUSAL_PAUSE_S = 30.0
+# MQTT 5's PUBACK "No matching subscribers": the broker took the message but nobody was subscribed, so it
+# went nowhere. After a restart Mosquitto 2.0 has no ingest subscription until the workers subscribe again
+# (shared subscriptions are not kept across restarts), so such rows stay in the outbox and go again soon.
+NO_MATCHING_SUBSCRIBERS = 0x10
+NO_SUBSCRIBER_PAUSE_S = 3.0
 # A message unacknowledged this long while connected is offered again (its rows are still in the outbox), so
 # that a message paho lost can never hold an in-flight slot for ever [s].
 INFLIGHT_EXPIRY_S = 120.0
@@ -289,7 +294,13 @@ class Publisher:
         self._loop.call_soon_threadsafe(self._set_connected, False)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._loop.call_soon_threadsafe(self._acknowledged, mid, bool(reason.is_failure), str(reason))
+        if reason.is_failure:
+            pause_s = REFUSAL_PAUSE_S
+        elif reason.value == NO_MATCHING_SUBSCRIBERS:
+            pause_s = NO_SUBSCRIBER_PAUSE_S
+        else:
+            pause_s = 0.0
+        self._loop.call_soon_threadsafe(self._acknowledged, mid, pause_s, str(reason))
 
     def _set_connected(self, connected: bool) -> None:
         if connected and not self._connected:
@@ -348,15 +359,16 @@ class Publisher:
         else:
             self._backlog_after = min(self._backlog_after, first)
 
-    def _acknowledged(self, mid: int, refused: bool, reason: str) -> None:
+    def _acknowledged(self, mid: int, pause_s: float, reason: str) -> None:
+        """The broker's answer to a message; `pause_s` > 0 when it did not reach a subscriber."""
         inflight = self._inflight.pop(mid, None)
         if inflight is None:
             return
-        if refused:
+        if pause_s > 0:
             # Keep the rows: rewind the lane so that they are offered again after a pause.
-            log.error("broker refused a message (%s); %d rows stay in the outbox", reason, len(inflight.ids))
+            log.warning("message not delivered (%s); %d rows stay in the outbox", reason, len(inflight.ids))
             self._rewind(inflight)
-            self._paused_until = self._loop.time() + REFUSAL_PAUSE_S
+            self._paused_until = max(self._paused_until, self._loop.time() + pause_s)
             return
         if inflight.lane == "events":
             self.outbox.acknowledge_events(inflight.ids)

@@ -55,6 +55,8 @@ BATCH_WAIT_S = 0.02
 MAX_PACKET_BYTES = 8 * MAX_PAYLOAD_BYTES
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 5
 STATS_EVERY_S = 60.0
 HEARTBEAT_EVERY_S = 5.0
 
@@ -119,6 +121,9 @@ class IngestWorker:
         self._report_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._client = make_client(self._address, settings.ingest_client_id, manual_ack=True)
+        # Back soon after the broker: until the ingest has subscribed again, a restarted Mosquitto 2.0 has no
+        # subscriber for the telemetry (it does not keep shared subscriptions across a restart).
+        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

@@ -249,8 +249,9 @@ class Published:
 
 class Publisher:
     """Publishes at QoS 1 with a persistent session, at a steady rate, from its own thread; `finish` then
-    sends again every message the broker has not acknowledged (as an edge agent's outbox would) until all
-    are, so every message reaches the broker at least once whatever happens to the broker meanwhile."""
+    sends again every message the broker has not taken for a subscriber (as an edge agent's outbox should:
+    no acknowledgement, a refusal, or "No matching subscribers") until all are, so every message reaches a
+    subscriber's session at least once whatever happens to the broker meanwhile."""
 
     def __init__(
         self, broker_url: str, client_id: str, messages: Sequence[Published], rate_per_s: float
@@ -263,6 +264,9 @@ class Publisher:
         self._client.max_queued_messages_set(0)
         self._connected = threading.Event()
         self._client.on_connect = lambda *_args: self._connected.set()
+        # The reason code of the broker's PUBACK for each packet id (paho numbers its publishes 1, 2, ...).
+        self._outcomes: dict[int, int] = {}
+        self._client.on_publish = self._on_publish
         self._client.connect_async(
             address.host, address.port, clean_start=False, properties=connect_properties(600)
         )
@@ -271,6 +275,19 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self.sent = 0
         self.done = threading.Event()
+
+    def _on_publish(
+        self, _client: object, _userdata: object, mid: int, reason: object, _props: object
+    ) -> None:
+        # Called before paho marks the message published.
+        self._outcomes[mid] = int(getattr(reason, "value", 0))
+
+    def delivered(self, info: object) -> bool:
+        """Whether the broker took a message for a subscriber: acknowledged with success. MQTT 5's "No
+        matching subscribers" (0x10) means it went nowhere (after a broker restart Mosquitto 2.0 has lost
+        the ingest's shared subscriptions until the workers subscribe again): an edge keeps such a message
+        and sends it again."""
+        return _acknowledged(info) and self._outcomes.get(info.mid) == 0  # type: ignore[attr-defined]
 
     def start(self) -> None:
         if not self._connected.wait(15):
@@ -296,7 +313,7 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         again = 0
         while True:
-            missing = [index for index, info in enumerate(self._infos) if not _acknowledged(info)]
+            missing = [index for index, info in enumerate(self._infos) if not self.delivered(info)]
             if not missing:
                 return again
             if time.monotonic() > deadline:
@@ -306,7 +323,7 @@ class Publisher:
                 continue
             time.sleep(2.0)
             for index in missing:
-                if not _acknowledged(self._infos[index]):
+                if not self.delivered(self._infos[index]):
                     message = self.messages[index]
                     self._infos[index] = self._client.publish(message.topic, message.payload, qos=1)
                     again += 1

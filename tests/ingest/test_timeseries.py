@@ -146,9 +146,12 @@ def test_two_senders_never_send_the_same_row(ingest_db: IngestDb, vm: VictoriaMe
     sinks = [TimeseriesSink(ingest_db.engine, SinkConfig(vm.url, batch_lines=4), name) for name in ("a", "b")]
     sent: dict[str, int] = {}
     errors: list[BaseException] = []
+    # Both claim their first batch together: else one thread may drain everything before the other starts.
+    together = threading.Barrier(2, timeout=30)
 
     def run(sink: TimeseriesSink, name: str) -> None:
         try:
+            together.wait()
             sent[name] = drain(sink)
         except BaseException as error:  # reported by the test below
             errors.append(error)
