@@ -93,7 +93,7 @@ def test_the_api_serves_over_http_and_stops_on_sigterm(cloud_db: CloudDb, tmp_pa
     with started(command("api_command", "--port", str(port)), env, log) as process:
         servers.wait_for_port(port, timeout_s=30, process=process)
         base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "database": "ok"}
+        assert httpx.get(f"{base}/healthz").json()["database"] == "ok"
         schools = httpx.get(f"{base}/api/v1/schools").json()
         assert {school["id"] for school in schools} == set(cloud_db.school_ids)
         live = httpx.get(f"{base}/api/v1/schools/{cloud_db.school_ids[0]}/live").json()

@@ -1,19 +1,19 @@
-"""The ingest's routers (not registered in the app yet) mounted on a small app over both databases:
-``/metrics`` in Prometheus' text format, a school's corrections and events, and the health figures. Access
+"""The ingest's routers mounted on a small app over both databases: ``/metrics`` in Prometheus' text format,
+a school's corrections and events, and the ingest's part of ``/healthz``. Access
 rules are the app's business (tests/api); here each route must declare exactly one, and it is waived."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
 
 from cloud.api import security
-from cloud.api.routes import corrections, events, metrics
+from cloud.api.routes import corrections, events, health, metrics
 from cloud.db.engine import make_session_factory
 from cloud.ingest import stats
 from cloud.ingest.store import Message
@@ -29,7 +29,7 @@ def client(ingest_db: IngestDb) -> Iterator[TestClient]:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.sessions = make_session_factory(ingest_db.engine)
     app.state.clock = ingest_db.clock
-    for module in (metrics, corrections, events):
+    for module in (metrics, corrections, events, health):
         app.include_router(module.router)
     for permission in security.route_permissions(app):
         app.dependency_overrides[permission.rule] = lambda: None
@@ -74,6 +74,7 @@ def test_every_route_declares_one_access_rule(client: TestClient) -> None:
         ("GET", "/metrics"): "energy_officer",
         ("GET", "/api/v1/schools/{school_id}/corrections"): "school_admin (own school), energy_officer",
         ("GET", "/api/v1/schools/{school_id}/events"): "school_admin (own school), energy_officer",
+        ("GET", "/healthz"): "public",
     }
 
 
@@ -114,21 +115,26 @@ def test_metrics_show_every_workers_counters_the_lag_and_the_spool(
 
 
 def test_health_says_ok_idle_or_degraded_and_why(client: TestClient, ingest_db: IngestDb) -> None:
-    with Session(ingest_db.engine) as session:
-        assert metrics.ingest_health(session, ingest_db.clock).status == "idle"
+    def answer() -> dict[str, Any]:
+        response = client.get("/healthz")
+        assert response.status_code == 200, "a degraded ingest leaves the API serving"
+        return response.json()  # type: ignore[no-any-return]
+
+    assert answer()["ingest"]["status"] == "idle"
     with ingest_db.engine.begin() as connection:
         stats.register_worker(connection, "w1", "g", 0)
     ingest_db.clock.set(NOW_MS + 600_000)
     ingest_db.store(worker_id="w1").store([telemetry(ingest_db.school_ids[0], [inverter(1, NOW_MS, 1.0)])])
-    with Session(ingest_db.engine) as session:
-        health = metrics.ingest_health(session, ingest_db.clock)
-    assert health.status == "degraded"
-    assert health.problems == ["the newest reading is 600 s old"]
-    assert (health.samples, health.readings, health.lag_s) == (1, 2, 600.0)
-    assert [worker.alive for worker in health.workers] == [True]
+    degraded = answer()
+    assert degraded["status"] == "degraded"
+    ingest = degraded["ingest"]
+    assert ingest["status"] == "degraded"
+    assert ingest["problems"] == ["the newest reading is 600 s old"]
+    assert (ingest["samples"], ingest["readings"], ingest["lag_s"]) == (1, 2, 600.0)
+    assert [worker["alive"] for worker in ingest["workers"]] == [True]
     ingest_db.clock.set(NOW_MS + 1000)
-    with Session(ingest_db.engine) as session:
-        assert metrics.ingest_health(session, ingest_db.clock).status == "ok"
+    assert answer()["status"] == "ok"
+    assert answer()["ingest"]["status"] == "ok"
 
 
 def test_a_schools_corrections_newest_first_within_the_period(

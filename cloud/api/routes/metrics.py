@@ -1,8 +1,6 @@
 """``GET /metrics``: the ingest's own figures in Prometheus' text format, for every ingest process at once
 (their counters live in the database, `cloud.ingest.stats`); and `ingest_health`, the ingest's part of the
-health answer.
-
-Not registered in `cloud.api.routes` by this module: see docs/ingest.md ("Wiring the routers").
+health answer (`cloud.api.routes.health`).
 """
 
 from __future__ import annotations
