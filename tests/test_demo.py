@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,18 @@ def processes_mentioning(text: str) -> list[str]:
         if text in command:
             found.append(command)
     return found
+
+
+def what_the_demo_said(demo: subprocess.Popen[bytes], work_dir: Path) -> str:
+    """The demo's own error output and the end of each of its processes' logs, for a failure's message."""
+    if demo.poll() is None:
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(30)
+    said = demo.stderr.read().decode(errors="replace")[-2000:] if demo.stderr else ""
+    for log in sorted(work_dir.glob("*/logs/*.log")):
+        if log.stem in ("api", "ingest", "mosquitto", "sim", "edge-sp5"):
+            said += f"\n--- {log.stem}\n" + log.read_text(errors="replace")[-1500:]
+    return said
 
 
 def live_views(api: httpx.Client) -> dict[str, dict[str, object]]:
@@ -60,6 +73,7 @@ def test_demo_shows_sixteen_sunny_schools_and_stops_cleanly(tmp_path: Path) -> N
     )
     try:
         first: dict[str, dict[str, object]] = {}
+        views: dict[str, Any] = {}
         deadline = time.monotonic() + 90
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as api:
             while time.monotonic() < deadline:
@@ -80,7 +94,10 @@ def test_demo_shows_sixteen_sunny_schools_and_stops_cleanly(tmp_path: Path) -> N
                 ):
                     break
             else:
-                pytest.fail(f"the demo never showed 16 sunny, online schools with rising energy: {views}")
+                pytest.fail(
+                    "the demo never showed 16 sunny, online schools with rising energy: "
+                    f"{views}\n{what_the_demo_said(demo, tmp_path)}"
+                )
         assert processes_mentioning(str(tmp_path)), "the demo's processes run from its work directory"
         os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(30) == 0, demo.stderr.read() if demo.stderr else ""

@@ -110,7 +110,7 @@ def test_a_message_never_acknowledged_is_offered_again(
 
 
 def test_a_message_no_one_subscribed_to_stays_in_the_outbox_until_someone_is(
-    broker: servers.Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a broker restart Mosquitto has no ingest subscription until the workers subscribe again; it
     acknowledges with "No matching subscribers", and the rows must not be dropped from the outbox."""
@@ -120,28 +120,30 @@ def test_a_message_no_one_subscribed_to_stays_in_the_outbox_until_someone_is(
     box = Outbox(tmp_path / "outbox.db")
     now = SystemClock().now_ms()
     box.append([NewSample("meter", "grid_meter", now + i, {"power_w": float(i)}) for i in range(3)])
-    collector: Collector | None = None
+    collectors: list[Collector] = []
 
-    async def scenario() -> None:
-        nonlocal collector
-        publisher = Publisher("pm9", box, parse_broker_url(broker.url), SystemClock(), PublisherSettings())
+    async def scenario(broker_url: str) -> None:
+        publisher = Publisher("pm9", box, parse_broker_url(broker_url), SystemClock(), PublisherSettings())
         stop = asyncio.Event()
         publisher.start()
         running = asyncio.create_task(publisher.run(stop))
-        await wait_until(lambda: publisher.connected, 10, "the broker")
-        await asyncio.sleep(1.5)  # several offers, each answered "No matching subscribers"
-        assert box.count() == 3, "nobody has the rows yet: they stay"
-        collector = Collector(broker.url, "pm9", client_id=f"late-{tmp_path.name}")
-        await wait_until(lambda: box.count() == 0, 10, "the rows, once someone subscribed")
-        stop.set()
-        await running
-        await publisher.stop()
+        try:
+            await wait_until(lambda: publisher.connected, 10, "the broker")
+            await asyncio.sleep(1.5)  # several offers, each answered "No matching subscribers"
+            assert box.count() == 3, "nobody has the rows yet: they stay"
+            collectors.append(Collector(broker_url, "pm9", client_id=f"late-{tmp_path.name}"))
+            await wait_until(lambda: box.count() == 0, 10, "the rows, once someone subscribed")
+        finally:
+            stop.set()
+            await running
+            await publisher.stop()
 
-    try:
-        asyncio.run(scenario())
-        assert collector is not None
-        wait_for(lambda: len(collector.seqs()) >= 3, 10, "the samples")  # type: ignore[union-attr]
-        assert collector.seqs() == [1, 2, 3]
-    finally:
-        if collector is not None:
-            collector.close()
+    # A broker of its own: on the session's broker, other tests' persistent sessions are subscribers too.
+    with servers.mosquitto(tmp_path / "mosquitto") as broker:
+        try:
+            asyncio.run(scenario(broker.url))
+            wait_for(lambda: len(collectors[0].seqs()) >= 3, 10, "the samples")
+            assert collectors[0].seqs() == [1, 2, 3]
+        finally:
+            for collector in collectors:
+                collector.close()
