@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -406,9 +406,9 @@ class SmogData(_Model):
     subsidies: SubsidiesFile
     demand: DemandFile
     network: NetworkFile
-    # The data set never changes once loaded, so a key resolves to the same value every time: an estimate
-    # asks for a few hundred keys, and walking the dotted path each time was a third of its cost.
-    _sourced_by_key: dict[str, Sourced] = PrivateAttr(default_factory=dict)
+    # The data set never changes once loaded, so what is derived from it can be kept: an estimate asks for a
+    # few hundred keys, and walking the dotted path each time was a third of its cost.
+    _memos: dict[str, dict[Any, Any]] = PrivateAttr(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -433,15 +433,20 @@ class SmogData(_Model):
                 raise KeyError(key)
         return node
 
+    def memo(self, purpose: str) -> dict[Any, Any]:
+        """A cache of values derived from this data set, one per purpose (it never changes once loaded)."""
+        return self._memos.setdefault(purpose, {})
+
     def sourced(self, key: str) -> Sourced:
         """The sourced value or band table at ``key``."""
-        cached = self._sourced_by_key.get(key)
+        by_key = self.memo("sourced")
+        cached = by_key.get(key)
         if cached is not None:
-            return cached
+            return cast(Sourced, cached)
         node = self.lookup(key)
         if not isinstance(node, Sourced):
             raise KeyError(f"{key} is not a sourced value")
-        self._sourced_by_key[key] = node
+        by_key[key] = node
         return node
 
     def sourced_items(self) -> Iterator[tuple[str, Sourced]]:

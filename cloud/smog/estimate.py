@@ -343,7 +343,6 @@ class HeatingOption(BaseModel):
     data_keys: list[str]
     formulas: list[str]
     unconfirmed_keys: list[str]
-    data_used: list[DataReference]
 
 
 class CurrentHeatingSummary(BaseModel):
@@ -393,6 +392,9 @@ class EstimateResponse(BaseModel):
     explanation_pl: str
     other_programmes_pl: list[str]
     unconfirmed_keys: list[str]
+    data_used: list[DataReference] = Field(
+        description="Every data key any figure used, once, with the value taken, its source and date."
+    )
 
 
 # --- computation -----------------------------------------------------------------------------------------
@@ -931,7 +933,7 @@ def _option(
     tier: TierDecision,
     current: CurrentHeatingSummary,
 ) -> HeatingOption:
-    trace = Trace(base.data).extend(base)
+    trace = base.child()
     label = OPTION_LABELS_PL[kind]
     reason = _availability(trace, kind, site)
     if reason is not None:
@@ -954,7 +956,6 @@ def _option(
             data_keys=trace.keys,
             formulas=trace.formulas,
             unconfirmed_keys=trace.unconfirmed_keys,
-            data_used=trace.references,
         )
     figures = _COMPUTE[kind](trace, house, site)
     heat_source = sum(line.amount_pln for line in figures.heat_source_lines)
@@ -1039,7 +1040,6 @@ def _option(
         data_keys=trace.keys,
         formulas=trace.formulas,
         unconfirmed_keys=trace.unconfirmed_keys,
-        data_used=trace.references,
     )
 
 
@@ -1092,8 +1092,8 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
     hours = trace.value("demand.full_load_hours_h")
     power = float(trace.formula(formulas.design_heat_power_kw)(demand, hours))
     house = _House(request, demand, power, request.central_heating)
-    current = _current(Trace(data).extend(trace), house)
-    tier_trace = Trace(data).extend(trace)
+    current = _current(trace.child(), house)
+    tier_trace = trace.child()
     tier = clean_air_tier(
         tier_trace,
         request.income_pln_per_person_month,
@@ -1138,6 +1138,7 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
         explanation_pl=_explain_overall(building, current, options, tier),
         other_programmes_pl=[f"{item.label_pl}: {item.text_pl}" for item in data.subsidies.informational],
         unconfirmed_keys=unconfirmed,
+        data_used=trace.ledger,
     )
 
 

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict
 from cloud.smog.data import BandTable, SmogData, Sourced, SourcedValue
 
 F = TypeVar("F", bound=Callable[..., Any])
+# References kept per data set: a band's cost depends on the house, so the (key, value) pairs are bounded
+# only by the number of bands, but a cap keeps a long-running API's memory bounded whatever the data.
+MAX_KNOWN_REFERENCES = 10_000
 
 
 class DataReference(BaseModel):
@@ -27,16 +30,31 @@ class DataReference(BaseModel):
 
 
 class Trace:
-    """Collects the data keys and formula names of one computation, in the order first used."""
+    """Collects the data keys and formula names of one computation, in the order first used.
 
-    def __init__(self, data: SmogData) -> None:
+    The traces of one estimate share a ledger (`child`): every data value any of them used, once, for the
+    answer's ``data_used``.
+    """
+
+    def __init__(self, data: SmogData, ledger: dict[str, DataReference] | None = None) -> None:
         self.data = data
         self._references: dict[str, DataReference] = {}
         self._formulas: list[str] = []
+        self._ledger: dict[str, DataReference] = {} if ledger is None else ledger
+        # Lookups and references are the same for every estimate of a data set: kept with it.
+        self._sourced: dict[str, Sourced] = data.memo("sourced")
+        self._known: dict[tuple[str, float | str | None], DataReference] = data.memo("references")
+
+    def child(self) -> Trace:
+        """A trace for a part of the computation that starts from what this one used, sharing its ledger."""
+        return Trace(self.data, self._ledger).extend(self)
+
+    def _item(self, key: str) -> Sourced:
+        return self._sourced.get(key) or self.data.sourced(key)
 
     def value(self, key: str) -> float:
         """The number at ``key``, recorded."""
-        item = self.data.sourced(key)
+        item = self._item(key)
         if not isinstance(item, SourcedValue):
             raise KeyError(f"{key} is not a number")
         self._record(key, item.value, item)
@@ -44,7 +62,7 @@ class Trace:
 
     def optional_value(self, key: str) -> float | None:
         """A number that may be unknown (an emission factor given as null), recorded."""
-        item = self.data.sourced(key)
+        item = self._item(key)
         number: Any = getattr(item, "value", None)
         if number is not None and not isinstance(number, int | float):
             raise KeyError(f"{key} is not a number")
@@ -53,20 +71,20 @@ class Trace:
 
     def fact(self, key: str) -> Sourced:
         """A sourced value of any kind (a date, a text), recorded."""
-        item = self.data.sourced(key)
+        item = self._item(key)
         value = getattr(item, "value", None)
         self._record(key, None if value is None else str(value), item)
         return item
 
     def bands(self, key: str) -> BandTable:
         """A band table; record the chosen band with :meth:`chose_band`."""
-        item = self.data.sourced(key)
+        item = self._item(key)
         if not isinstance(item, BandTable):
             raise KeyError(f"{key} is not a band table")
         return item
 
     def chose_band(self, key: str, cost_pln: float) -> None:
-        self._record(key, cost_pln, self.data.sourced(key))
+        self._record(key, cost_pln, self._item(key))
 
     def formula(self, function: F) -> F:
         """``function`` itself, its name recorded: ``trace.formula(formulas.energy_gj)(x)``."""
@@ -85,18 +103,30 @@ class Trace:
         return self
 
     def _record(self, key: str, value: float | str | None, item: Any) -> None:
-        if key not in self._references:
-            self._references[key] = DataReference(
+        if key in self._references:
+            return
+        reference = self._known.get((key, value))
+        if reference is None:
+            reference = DataReference(
                 key=key,
                 value=value,
                 source=item.source,
                 as_of=item.as_of.isoformat(),
                 unconfirmed=item.unconfirmed,
             )
+            if len(self._known) < MAX_KNOWN_REFERENCES:
+                self._known[(key, value)] = reference
+        self._ledger.setdefault(key, reference)
+        self._references[key] = reference
 
     @property
     def references(self) -> list[DataReference]:
         return list(self._references.values())
+
+    @property
+    def ledger(self) -> list[DataReference]:
+        """Every data value the traces sharing this one's ledger used, by key."""
+        return sorted(self._ledger.values(), key=lambda reference: reference.key)
 
     @property
     def keys(self) -> list[str]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from cloud.smog.data import DATA_DIR
+from cloud.smog.data import DATA_DIR, SourcedValue, shipped_data
 from cloud.smog.errors import SmogInputError
 from cloud.smog.estimate import (
     EstimateRequest,
@@ -482,3 +482,24 @@ def test_response_is_json_ready_and_lists_unconfirmed() -> None:
     assert "subsidies.city_stop_smog.rate" in document["unconfirmed_keys"]
     assert "Ceny energii i paliw przyjęto stałe" in document["prices_assumption_pl"]
     assert all(option["explanation_pl"] for option in document["options"])
+
+
+def test_every_key_a_figure_used_is_in_data_used_once_with_its_value_and_source() -> None:
+    response = _run(HOUSE_A, REQUEST_A)
+    used = {reference.key: reference for reference in response.data_used}
+    assert len(used) == len(response.data_used), "each key once"
+    keys = set(response.current_heating.data_keys)
+    for option in response.options:
+        keys |= set(option.data_keys)
+    assert keys <= set(used)
+    data = shipped_data()
+    for key in keys:
+        reference = used[key]
+        item = data.sourced(key)
+        assert reference.source == item.source and reference.as_of == item.as_of.isoformat()
+        assert reference.unconfirmed == item.unconfirmed
+        if isinstance(item, SourcedValue):
+            assert reference.value == item.value
+    # A second estimate of the same data set answers with the same references, taken from the data's memo.
+    again = _run(HOUSE_A, REQUEST_A)
+    assert again.data_used == response.data_used
