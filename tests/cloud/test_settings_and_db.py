@@ -3,6 +3,9 @@ the register of schools mirrored from the site files."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +105,30 @@ def test_the_migrations_build_exactly_the_models_and_run_twice(database_url: str
     finally:
         engine.dispose()
     assert differences == []
+    assert revisions == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def test_processes_starting_together_migrate_one_after_the_other(database_url: str) -> None:
+    """The API and the ingest start at once against a new database (the demo, compose): both must start."""
+    script = (
+        "import sys, time; from cloud.db.migrate import upgrade_database; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); upgrade_database(sys.argv[1])"
+    )
+    together = str(time.time() + 5.0)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, database_url, together], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
+    outcomes = [(process.wait(60), process.stderr.read() if process.stderr else "") for process in processes]
+    assert all(code == 0 for code, _ in outcomes), outcomes
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            revisions = set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    finally:
+        engine.dispose()
     assert revisions == set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
