@@ -145,10 +145,13 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
     responses=_REFUSED,
     dependencies=[Public(rate_limit="estimates")],
 )
-def post_estimate(request: EstimateRequest, session: SessionDep) -> Response:
+async def post_estimate(request: EstimateRequest, session: SessionDep) -> Response:
     """The estimate for a house: every heat source with its investment, grants, loan, yearly bill,
     emissions and 15-year cost, sorted from the cheapest, each figure with its data keys and formulas and
     the data version it was computed with."""
+    # Computed on the event loop (about a millisecond of Python and one indexed read), not in a worker
+    # thread: under load, the threads' fight for the GIL with the loop's socket writes cost more than the
+    # estimate itself (bench/bench_smog_estimate.py). More throughput comes from more uvicorn workers.
     # The core's model is serialised once, by pydantic, instead of FastAPI validating and encoding the
     # 50 kB answer again: a third of the request's time.
     return Response(estimate(session, request).model_dump_json(), media_type="application/json")
