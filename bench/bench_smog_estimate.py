@@ -58,11 +58,13 @@ def estimate_app() -> FastAPI:
     from cloud.api.limits import Rate, RateLimiter, parse_networks
     from cloud.api.routes import smog
     from cloud.db.engine import make_engine, make_session_factory
+    from cloud.smog.sites import AddressSites
     from common.clock import SystemClock
 
     app = FastAPI()
     app.state.sessions = make_session_factory(make_engine(os.environ[DATABASE_ENV]))
     app.state.clock = SystemClock()
+    app.state.smog_sites = AddressSites()
     # The routes' access rules run as in the API, with limits the load generator's one address never hits.
     unlimited = Rate(10**9, 1.0)
     app.state.rate_limiter = RateLimiter({"estimates": unlimited, "search": unlimited}, SystemClock().now_ms)

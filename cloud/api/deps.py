@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.api.limits import IPNetwork, RateLimiter, client_address
 from cloud.auth.sessions import Authenticator
 from cloud.settings import Settings
+from cloud.smog.sites import AddressSites
 from common.clock import Clock
 
 
@@ -41,6 +42,10 @@ def get_authenticator(request: Request) -> Authenticator:
     return cast(Authenticator, request.app.state.authenticator)
 
 
+def get_smog_sites(request: Request) -> AddressSites:
+    return cast(AddressSites, request.app.state.smog_sites)
+
+
 def rate_limiter(request: Request) -> RateLimiter:
     return cast(RateLimiter, request.app.state.rate_limiter)
 
@@ -56,3 +61,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
+SmogSitesDep = Annotated[AddressSites, Depends(get_smog_sites)]

@@ -31,6 +31,7 @@ from cloud.auth.sessions import Authenticator, SessionPolicy
 from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
 from cloud.settings import Settings
+from cloud.smog.sites import AddressSites
 from cloud.web import mount_web
 from common.clock import Clock, SystemClock
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
     app.state.settings = settings
     app.state.clock = clock
     app.state.sessions = make_session_factory(engine)
+    app.state.smog_sites = AddressSites()
     rates = configure_security(app, settings, now_ms)
     # Every API route takes bodies up to the default, unless it says otherwise with its own max_body_size.
     # (Set on the routes rather than on the app: the app's limit would answer 413 in plain text.)

@@ -11,16 +11,17 @@ from cloud.smog.estimate import (
     EstimateResponse,
     HeatingOption,
     LoanRequest,
-    Site,
     estimate,
     estimate_for_site,
     parse_estimate_request,
 )
 from cloud.smog.importer import import_addresses, import_networks, recompute_distances
+from cloud.smog.sites import AddressSites, Site
 from cloud.smog.tables import create_smog_tables, smog_metadata
 
 __all__ = [
     "AddressMatch",
+    "AddressSites",
     "EstimateRequest",
     "EstimateResponse",
     "HeatingOption",

@@ -20,10 +20,11 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.orm import Session
 
 from cloud.smog import formulas
-from cloud.smog.addresses import AddressMatch, in_poland, to_match
+from cloud.smog.addresses import AddressMatch, in_poland
 from cloud.smog.data import SmogData, shipped_data
 from cloud.smog.errors import SmogInputError
 from cloud.smog.networks import distances_for_point
+from cloud.smog.sites import AddressSites, Site, site_of_address
 from cloud.smog.subsidies import (
     CostItem,
     SubsidyLine,
@@ -32,7 +33,6 @@ from cloud.smog.subsidies import (
     clean_air_grant,
     clean_air_tier,
 )
-from cloud.smog.tables import SmogAddress
 from cloud.smog.trace import DataReference, Trace
 from cloud.smog.wording import number_pl, pln
 
@@ -398,17 +398,6 @@ class EstimateResponse(BaseModel):
 
 
 # --- computation -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where the house is and how far the networks are (``None``: the network is not loaded)."""
-
-    lat: float
-    lon: float
-    distance_gas_m: float | None
-    distance_heat_m: float | None
-    address: AddressMatch | None = None
 
 
 @dataclass(frozen=True)
@@ -1167,22 +1156,27 @@ def _explain_overall(
 
 
 def estimate(
-    session: Session | None, request: EstimateRequest, data: SmogData | None = None
+    session: Session | None,
+    request: EstimateRequest,
+    data: SmogData | None = None,
+    sites: AddressSites | None = None,
 ) -> EstimateResponse:
-    """The estimate for a request: the address (by id, from the database) or the coordinates (distances to
-    the networks stored in the database, when a session is given)."""
+    """The estimate for a request: the address (by id, from the database, through ``sites`` when given) or
+    the coordinates (distances to the networks stored in the database, when a session is given)."""
     if request.address_id is not None:
         if session is None:
             raise SmogInputError("address_id", "Pole „address_id” (adres): baza adresów jest niedostępna.")
-        address = session.get(SmogAddress, request.address_id)
-        if address is None:
+        found = (
+            sites.get(session, request.address_id)
+            if sites is not None
+            else site_of_address(session, request.address_id)
+        )
+        if found is None:
             raise SmogInputError(
                 "address_id",
                 f"Pole „address_id” (adres): nie znaleziono adresu o identyfikatorze {request.address_id}.",
             )
-        site = Site(
-            address.lat, address.lon, address.distance_gas_m, address.distance_heat_m, to_match(address)
-        )
+        site = found
     else:
         lat, lon = float(request.lat or 0.0), float(request.lon or 0.0)
         distances = (

@@ -28,6 +28,7 @@ from cloud.db.models import Base
 from cloud.settings import Settings
 from cloud.smog import create_smog_tables, import_addresses, import_networks
 from cloud.web import mount_web
+from cloud.smog.sites import AddressSites
 from common.clock import Clock, ManualClock, parse_iso_ms
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "cloud" / "smog" / "data" / "sample"
@@ -64,6 +65,7 @@ def build_app(
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.sessions = make_session_factory(engine)
+    app.state.smog_sites = AddressSites()
     app.state.clock = clock
     app.state.smog_applications = config
     app.state.authenticator = Authenticator(

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from cloud.api.deps import SessionDep
+from cloud.api.deps import SessionDep, SmogSitesDep
 from cloud.api.security import Public
 from cloud.applications.errors import ApplicationInputError
 from cloud.applications.form import FIELD_LABELS_PL
@@ -145,7 +145,7 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
     responses=_REFUSED,
     dependencies=[Public(rate_limit="estimates")],
 )
-async def post_estimate(request: EstimateRequest, session: SessionDep) -> Response:
+async def post_estimate(request: EstimateRequest, session: SessionDep, sites: SmogSitesDep) -> Response:
     """The estimate for a house: every heat source with its investment, grants, loan, yearly bill,
     emissions and 15-year cost, sorted from the cheapest, each figure with its data keys and formulas and
     the data version it was computed with."""
@@ -154,7 +154,8 @@ async def post_estimate(request: EstimateRequest, session: SessionDep) -> Respon
     # estimate itself (bench/bench_smog_estimate.py). More throughput comes from more uvicorn workers.
     # The core's model is serialised once, by pydantic, instead of FastAPI validating and encoding the
     # 50 kB answer again: a third of the request's time.
-    return Response(estimate(session, request).model_dump_json(), media_type="application/json")
+    answer = estimate(session, request, sites=sites)
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.get("/addresses", responses=_REFUSED, dependencies=[Public(rate_limit="search")])
