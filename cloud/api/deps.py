@@ -1,5 +1,8 @@
 """The API's dependencies, declared once as ``Annotated`` aliases and taken from the app's state.
 
+The dependencies that only read the app's state are ``async``: FastAPI then calls them on the event loop
+instead of sending each through a worker thread.
+
 Who may call a route is declared with `cloud.api.security` (``Public``, ``Authenticated``, ``Allow``).
 """
 
@@ -30,19 +33,19 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return cast(Clock, request.app.state.clock)
 
 
-def get_authenticator(request: Request) -> Authenticator:
+async def get_authenticator(request: Request) -> Authenticator:
     return cast(Authenticator, request.app.state.authenticator)
 
 
-def get_smog_sites(request: Request) -> AddressSites:
+async def get_smog_sites(request: Request) -> AddressSites:
     return cast(AddressSites, request.app.state.smog_sites)
 
 
