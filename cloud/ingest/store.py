@@ -17,6 +17,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pydantic_core import to_json
 from sqlalchemy import Engine
 
 from cloud.db.models import DEAD_LETTER_PAYLOAD_BYTES, DEAD_LETTER_REASON_CHARS, SCHOOL_LEVEL_DEVICE
@@ -175,7 +176,7 @@ class TelemetryStore:
                     s.ts_ms,
                     s.backfill,
                     s.received_ms,
-                    json.dumps(s.values, separators=(",", ":")),
+                    to_json(s.values).decode(),
                 )
                 for s in ordered
             ]
