@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from cloud.applications.config import ApplicationsConfig
 from cloud.applications.service import purge_expired
-from cloud.applications.tables import create_application_tables
 
 
 def smog_purge_command(
@@ -25,6 +24,7 @@ def smog_purge_command(
     import time
 
     from cloud.db.engine import make_engine
+    from cloud.db.migrate import upgrade_database
     from cloud.settings import Settings
 
     days = (
@@ -33,8 +33,9 @@ def smog_purge_command(
     if days <= 0:
         typer.echo("retention-days must be positive", err=True)
         raise typer.Exit(2)
-    engine = make_engine(Settings().database_url)
-    create_application_tables(engine)
+    url = Settings().database_url
+    upgrade_database(url)
+    engine = make_engine(url)
     try:
         with Session(engine) as session:
             deleted = purge_expired(session, int(time.time() * 1000), days)

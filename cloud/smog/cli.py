@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from cloud.smog.errors import SmogImportError
 from cloud.smog.importer import import_addresses, import_networks
-from cloud.smog.tables import create_smog_tables
 
 
 def smog_import_command(
@@ -25,11 +24,13 @@ def smog_import_command(
     """Load the address points and the gas and district heat networks, then compute each address's distance
     to each network. Reads DATABASE_URL. All or nothing: a refused row changes nothing."""
     from cloud.db.engine import make_engine
+    from cloud.db.migrate import upgrade_database
     from cloud.settings import Settings
 
-    engine = make_engine(Settings().database_url)
-    # Until the store's migrations carry these tables, make sure they exist.
-    create_smog_tables(engine)
+    url = Settings().database_url
+    # The store's schema, as the API and the ingest bring it (their tables and these, one history).
+    upgrade_database(url)
+    engine = make_engine(url)
     try:
         with Session(engine) as session, session.begin():
             gas_lines = import_networks(session, gas, "gas")

@@ -287,3 +287,7 @@ def test_import_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(SmogAddress)) == 582
     engine.dispose()
+    # The import made the store's schema through its migrations: the API and the ingest start on it.
+    from cloud.db.migrate import upgrade_database
+
+    upgrade_database(f"sqlite:///{tmp_path / 'cli.db'}")
