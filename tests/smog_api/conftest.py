@@ -18,17 +18,16 @@ from cloud.api.limits import Rate, RateLimiter, parse_networks
 from cloud.api.routes import smog, smog_applications
 from cloud.api.security import install_rules
 from cloud.applications.config import ApplicationsConfig
-from cloud.applications.tables import create_application_tables
 from cloud.auth.principals import Principal
 from cloud.auth.roles import Role
 from cloud.auth.sessions import Authenticator, SessionPolicy
 from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
-from cloud.db.models import Base
+from cloud.db.migrate import upgrade_database
 from cloud.settings import Settings
-from cloud.smog import create_smog_tables, import_addresses, import_networks
-from cloud.web import mount_web
+from cloud.smog import import_addresses, import_networks
 from cloud.smog.sites import AddressSites
+from cloud.web import mount_web
 from common.clock import Clock, ManualClock, parse_iso_ms
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "cloud" / "smog" / "data" / "sample"
@@ -37,9 +36,8 @@ OFFICER = "officer-7"
 
 
 def load_sample(engine: Engine) -> None:
-    Base.metadata.create_all(engine)  # the store's tables, for the audit log
-    create_smog_tables(engine)
-    create_application_tables(engine)
+    # The store's schema as production makes it: every table, through the migrations.
+    upgrade_database(engine.url.render_as_string(hide_password=False))
     with Session(engine) as session, session.begin():
         import_networks(session, SAMPLE_DIR / "gas.geojson", "gas")
         import_networks(session, SAMPLE_DIR / "heat.geojson", "heat")
