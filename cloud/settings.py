@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from common.broker import DEFAULT_BROKER_URL, parse_broker_url
+from common.broker import DEFAULT_BROKER_URL, BrokerAddress, parse_broker_url
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,16 @@ class Settings(BaseSettings):
             description="The broker, mqtt[s]://[user[:password]@]host[:port].",
         ),
     ] = DEFAULT_BROKER_URL
+    mqtt_ca_file: Annotated[
+        Path | None,
+        Field(
+            validation_alias="MQTT_CA_FILE",
+            description=(
+                "CA certificate that signed the broker's, for mqtts:// (the city's CA, `lokalnie broker "
+                "pki-init`); unset: the system's trust store."
+            ),
+        ),
+    ] = None
     sites_dir: Annotated[
         Path,
         Field(
@@ -337,6 +347,17 @@ class Settings(BaseSettings):
     def _valid_broker(cls, url: str) -> str:
         parse_broker_url(url)
         return url
+
+    @field_validator("mqtt_ca_file")
+    @classmethod
+    def _readable_ca(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
+    def broker_address(self) -> BrokerAddress:
+        """Where the broker is and how to reach it (the CA for TLS)."""
+        return parse_broker_url(self.mqtt_url, ca_file=self.mqtt_ca_file)
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

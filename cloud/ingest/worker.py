@@ -40,7 +40,6 @@ from cloud.ingest.checks import Limits, load_register
 from cloud.ingest.store import Message, StoreOptions, StoreReport, TelemetryStore
 from cloud.settings import Settings
 from cloud.timeseries.sink import SinkConfig, TimeseriesSink
-from common.broker import parse_broker_url
 from common.clock import Clock
 from common.mqtt import KEEPALIVE_S, connect_properties, make_client
 from common.wire import MAX_PAYLOAD_BYTES, QOS, Channel, all_schools_filter, shared_filter
@@ -110,7 +109,7 @@ class IngestWorker:
     ) -> None:
         self._settings = settings
         self._clock = clock
-        self._address = parse_broker_url(settings.mqtt_url)
+        self._address = settings.broker_address()
         self._own_engine = engine is None
         self._engine = engine if engine is not None else make_engine(settings.database_url)
         self._queue: queue.Queue[_Received] = queue.Queue()

@@ -69,6 +69,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("LOKALNIE_INGEST_GROUP", "a/+"),
         ("LOKALNIE_INGEST_CLIENT_ID", ""),
         ("LOKALNIE_API_PORT", "70000"),
+        ("MQTT_CA_FILE", "/nonexistent/ca.crt"),
     ],
 )
 def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

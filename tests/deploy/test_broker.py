@@ -5,6 +5,7 @@ connect, publish and read what. Each negative case is paired with a positive one
 from __future__ import annotations
 
 import queue
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -269,11 +270,15 @@ def test_the_generated_env_files_connect_the_edge_and_the_ingest(
     address = parse_broker_url(local(school_env["MQTT_URL"]), ca_file=broker.layout.school_dir(A) / "ca.crt")
     assert school_env["MQTT_CA_FILE"] == "/etc/lokalnie/ca.crt"
     assert_connects(address, edge_username(A))
-    # The ingest has no CA file setting: in compose, SSL_CERT_FILE points Python's default trust at the
-    # city's CA (see deploy/compose.yaml).
+    # The ingest: its settings from its env file and the CA file compose mounts (deploy/compose.yaml).
     ingest_env = read_env(broker.layout.service_env(ingest_username(1)))
-    monkeypatch.setenv("SSL_CERT_FILE", str(broker.layout.broker_ca))
-    assert_connects(parse_broker_url(local(ingest_env["MQTT_URL"])), ingest_env["LOKALNIE_INGEST_CLIENT_ID"])
+    monkeypatch.setenv("MQTT_URL", local(ingest_env["MQTT_URL"]))
+    monkeypatch.setenv("MQTT_CA_FILE", str(broker.layout.broker_ca))
+    assert_connects(Settings().broker_address(), ingest_env["LOKALNIE_INGEST_CLIENT_ID"])
+    # Without the city's CA the system's trust store does not know the broker's certificate.
+    monkeypatch.delenv("MQTT_CA_FILE")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        assert_connects(Settings().broker_address(), ingest_env["LOKALNIE_INGEST_CLIENT_ID"])
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -198,7 +198,7 @@ def test_the_services_env_files_are_those_the_broker_commands_write(tmp_path: Pa
         assert [Path(source) for source, target, _mode in mounts if target == "/run/lokalnie/ca.crt"] == [
             secrets.broker_ca
         ]
-        assert environment["SSL_CERT_FILE"] == "/run/lokalnie/ca.crt"
+        assert environment["MQTT_CA_FILE"] == "/run/lokalnie/ca.crt"
 
 
 def test_the_broker_health_check_works_against_the_real_broker(broker: Broker) -> None:
