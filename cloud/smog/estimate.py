@@ -23,6 +23,7 @@ from cloud.smog import formulas
 from cloud.smog.addresses import AddressMatch, in_poland
 from cloud.smog.data import SmogData, shipped_data
 from cloud.smog.errors import SmogInputError
+from cloud.smog.geo import Numeric
 from cloud.smog.networks import distances_for_point
 from cloud.smog.sites import AddressSites, Site, site_of_address
 from cloud.smog.subsidies import (
@@ -444,31 +445,13 @@ def _change(option: Emissions, current: Emissions) -> Emissions:
 def _current(trace: Trace, house: _House) -> CurrentHeatingSummary:
     kind = house.request.current_heating
     appliance, fuel, co2_key = _CURRENT[kind]
-    efficiency = trace.value(f"efficiencies.{appliance}")
-    final_kwh = float(
-        trace.formula(formulas.final_energy_kwh_per_year)(house.heat_demand_kwh_per_year, efficiency)
-    )
-    fuel_gj = float(trace.formula(formulas.energy_gj)(final_kwh))
-    tonnes = float(
-        trace.formula(formulas.solid_fuel_tonnes_per_year)(
-            final_kwh, trace.value(f"prices.{fuel}.calorific_value_mj_per_kg")
-        )
-    )
-    bill = float(
-        trace.formula(formulas.quantity_cost_pln_per_year)(
-            tonnes, trace.value(f"prices.{fuel}.price_pln_per_tonne")
-        )
-    )
-    co2 = float(trace.formula(formulas.co2_kg_per_year)(fuel_gj, trace.value(f"emissions.co2.{co2_key}")))
+    final_kwh, fuel_gj = _final(trace, house, f"efficiencies.{appliance}")
+    energy, bill, co2 = _bought_fuel(trace, final_kwh, fuel_gj, fuel, co2_key, "t")
     label = getattr(trace.data.efficiencies, appliance).label_pl or appliance
     return CurrentHeatingSummary(
         kind=kind,
         label_pl=label,
-        energy=EnergyUse(
-            final_energy_kwh_per_year=round(final_kwh, 1),
-            quantity_per_year=round(tonnes, 3),
-            quantity_unit="t",
-        ),
+        energy=energy,
         yearly_bill=YearlyBill(energy_pln=_money(bill), fixed_pln=0.0, total_pln=_money(bill)),
         emissions=_emissions(trace, appliance, fuel_gj, co2),
         cost_15_years_pln=_money(
@@ -533,6 +516,31 @@ def _final(trace: Trace, house: _House, efficiency_key: str) -> tuple[float, flo
         )
     )
     return final_kwh, float(trace.formula(formulas.energy_gj)(final_kwh))
+
+
+# How a fuel bought by the tonne or by the litre is priced: (calorific value's key, price's key in
+# prices.<fuel>, the formula from final energy to the quantity, decimals shown).
+_BY_UNIT: dict[str, tuple[str, str, Callable[[Numeric, Numeric], Numeric], int]] = {
+    "t": ("calorific_value_mj_per_kg", "price_pln_per_tonne", formulas.solid_fuel_tonnes_per_year, 3),
+    "l": ("calorific_value_mj_per_litre", "price_pln_per_litre", formulas.lpg_litres_per_year, 1),
+}
+
+
+def _bought_fuel(
+    trace: Trace, final_kwh: float, fuel_gj: float, fuel: str, co2_key: str, unit: Literal["t", "l"]
+) -> tuple[EnergyUse, float, float]:
+    """A fuel bought by the tonne or the litre: its yearly use, its yearly cost [zł] and its CO2 [kg]."""
+    calorific_key, price_key, to_quantity, decimals = _BY_UNIT[unit]
+    quantity = float(trace.formula(to_quantity)(final_kwh, trace.value(f"prices.{fuel}.{calorific_key}")))
+    price = trace.value(f"prices.{fuel}.{price_key}")
+    cost = float(trace.formula(formulas.quantity_cost_pln_per_year)(quantity, price))
+    co2 = float(trace.formula(formulas.co2_kg_per_year)(fuel_gj, trace.value(f"emissions.co2.{co2_key}")))
+    energy = EnergyUse(
+        final_energy_kwh_per_year=round(final_kwh, 1),
+        quantity_per_year=round(quantity, decimals),
+        quantity_unit=unit,
+    )
+    return energy, cost, co2
 
 
 def _with_central_heating(
@@ -778,17 +786,7 @@ def _pellet(trace: Trace, house: _House, site: Site) -> _Figures:
     boiler = _band(trace, "investments.heat_sources.pellet_boiler", house.design_heat_power_kw)
     internal, removal = _common_costs(trace, house, needs_central_heating=True)
     final_kwh, fuel_gj = _final(trace, house, "efficiencies.pellet_boiler")
-    tonnes = float(
-        trace.formula(formulas.solid_fuel_tonnes_per_year)(
-            final_kwh, trace.value("prices.wood_pellet.calorific_value_mj_per_kg")
-        )
-    )
-    energy_pln = float(
-        trace.formula(formulas.quantity_cost_pln_per_year)(
-            tonnes, trace.value("prices.wood_pellet.price_pln_per_tonne")
-        )
-    )
-    co2 = float(trace.formula(formulas.co2_kg_per_year)(fuel_gj, trace.value("emissions.co2.wood_kg_per_gj")))
+    energy, energy_pln, co2 = _bought_fuel(trace, final_kwh, fuel_gj, "wood_pellet", "wood_kg_per_gj", "t")
     return _Figures(
         connection_length_m=None,
         connection_pln=0.0,
@@ -805,11 +803,7 @@ def _pellet(trace: Trace, house: _House, site: Site) -> _Figures:
             trace, house, [CostItem("pellet_boiler", boiler + removal)], internal
         ),
         clean_air_excluded_pl=None,
-        energy=EnergyUse(
-            final_energy_kwh_per_year=round(final_kwh, 1),
-            quantity_per_year=round(tonnes, 3),
-            quantity_unit="t",
-        ),
+        energy=energy,
         energy_pln=energy_pln,
         fixed_pln=0.0,
         emissions=_emissions(trace, "pellet_boiler", fuel_gj, co2),
@@ -821,17 +815,7 @@ def _lpg(trace: Trace, house: _House, site: Site) -> _Figures:
     tank = trace.value("investments.lpg_tank_pln")
     internal, removal = _common_costs(trace, house, needs_central_heating=True)
     final_kwh, fuel_gj = _final(trace, house, "efficiencies.lpg_condensing_boiler")
-    litres = float(
-        trace.formula(formulas.lpg_litres_per_year)(
-            final_kwh, trace.value("prices.lpg.calorific_value_mj_per_litre")
-        )
-    )
-    energy_pln = float(
-        trace.formula(formulas.quantity_cost_pln_per_year)(
-            litres, trace.value("prices.lpg.price_pln_per_litre")
-        )
-    )
-    co2 = float(trace.formula(formulas.co2_kg_per_year)(fuel_gj, trace.value("emissions.co2.lpg_kg_per_gj")))
+    energy, energy_pln, co2 = _bought_fuel(trace, final_kwh, fuel_gj, "lpg", "lpg_kg_per_gj", "l")
     return _Figures(
         connection_length_m=None,
         connection_pln=0.0,
@@ -849,11 +833,7 @@ def _lpg(trace: Trace, house: _House, site: Site) -> _Figures:
         removal_pln=removal,
         clean_air_items=[],
         clean_air_excluded_pl=_gas_exclusion(trace),
-        energy=EnergyUse(
-            final_energy_kwh_per_year=round(final_kwh, 1),
-            quantity_per_year=round(litres, 1),
-            quantity_unit="l",
-        ),
+        energy=energy,
         energy_pln=energy_pln,
         fixed_pln=0.0,
         emissions=_emissions(trace, "lpg_condensing_boiler", fuel_gj, co2),
