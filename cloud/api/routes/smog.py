@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from cloud.api.deps import SessionDep, SmogSitesDep
 from cloud.api.security import Public
@@ -149,12 +150,17 @@ async def post_estimate(request: EstimateRequest, session: SessionDep, sites: Sm
     """The estimate for a house: every heat source with its investment, grants, loan, yearly bill,
     emissions and 15-year cost, sorted from the cheapest, each figure with its data keys and formulas and
     the data version it was computed with."""
-    # Computed on the event loop (about a millisecond of Python and one indexed read), not in a worker
-    # thread: under load, the threads' fight for the GIL with the loop's socket writes cost more than the
-    # estimate itself (bench/bench_smog_estimate.py). More throughput comes from more uvicorn workers.
+    # By address (the page's way): computed on the event loop — about a millisecond of Python and a site
+    # usually kept in memory — not in a worker thread: under load, the threads' fight for the GIL with the
+    # loop's socket writes cost more than the estimate itself (bench/bench_smog_estimate.py). By coordinates
+    # the distances to every network line are computed from the database, which takes longer the larger the
+    # networks: in a worker thread, so as not to hold up the other requests.
     # The core's model is serialised once, by pydantic, instead of FastAPI validating and encoding the
     # 50 kB answer again: a third of the request's time.
-    answer = estimate(session, request, sites=sites)
+    if request.address_id is not None:
+        answer = estimate(session, request, sites=sites)
+    else:
+        answer = await run_in_threadpool(estimate, session, request)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
