@@ -29,6 +29,8 @@ _CORRECTION_COLUMNS = (
     "counted_wh, detected_ms"
 )
 _INTERVAL_COLUMNS = "school_id, start_ms, pv_wh, import_wh, export_wh, consumption_wh, complete, updated_ms"
+# A window of a school's time: (school, start, end) [ms].
+_WINDOW_COLUMNS = (("s", "text"), ("lo", "bigint"), ("hi", "bigint"))
 _EVENT_COLUMNS = (
     "school_id, stream, seq, device_id, code, severity, active, ts_ms, message_pl, details, received_ms"
 )
@@ -77,6 +79,17 @@ class Bulk:
             return f"{name}({names}) AS (SELECT * FROM unnest({arrays}))", _columns(rows, len(columns))
         one = "(" + ", ".join("?" * len(columns)) + ")"
         return f"{name}({names}) AS (VALUES {', '.join([one] * len(rows))})", [v for row in rows for v in row]
+
+    def _select_with(
+        self, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Row], select: str
+    ) -> list[Row]:
+        """``WITH name(columns) AS (rows) select``, in pieces within SQLite's limit: the rows found."""
+        found: list[Row] = []
+        for chunk in self._chunks(rows, len(columns)):
+            if chunk:
+                source, parameters = self._source(name, columns, chunk)
+                found.extend(self._rows(f"WITH {source} {select}", parameters))
+        return found
 
     def _chunks(self, rows: Sequence[Row], width: int) -> Iterator[Sequence[Row]]:
         """The rows in pieces that stay within SQLite's parameter limit (PostgreSQL: all at once)."""
@@ -210,20 +223,14 @@ class Bulk:
         """The stored corrections of the steps ending at (school, device, quantity, ts):
         rows of (school, device, quantity, ts, correction, counted_wh)."""
         columns = (("s", "text"), ("d", "text"), ("q", "text"), ("t", "bigint"))
-        found: list[Row] = []
-        for chunk in self._chunks(keys, len(columns)):
-            if not chunk:
-                continue
-            source, parameters = self._source("k", columns, chunk)
-            found.extend(
-                self._rows(
-                    f"WITH {source} SELECT c.school_id, c.device_id, c.quantity, c.ts_ms, c.correction, "
-                    "c.counted_wh FROM k JOIN counter_corrections c ON c.school_id = k.s "
-                    "AND c.device_id = k.d AND c.quantity = k.q AND c.ts_ms = k.t",
-                    parameters,
-                )
-            )
-        return found
+        return self._select_with(
+            "k",
+            columns,
+            keys,
+            "SELECT c.school_id, c.device_id, c.quantity, c.ts_ms, c.correction, c.counted_wh FROM k "
+            "JOIN counter_corrections c ON c.school_id = k.s AND c.device_id = k.d AND c.quantity = k.q "
+            "AND c.ts_ms = k.t",
+        )
 
     def delete_corrections(self, keys: Sequence[Row]) -> None:
         """Delete the corrections of the steps ending at (school, device, quantity, ts)."""
@@ -264,40 +271,25 @@ class Bulk:
     def corrections_within(self, windows: Sequence[Row]) -> list[Row]:
         """The corrected steps that overlap each window (school, start, end): rows of (school, device,
         quantity, previous_ts, ts, counted_wh - (value_wh - previous_wh))."""
-        columns = (("s", "text"), ("lo", "bigint"), ("hi", "bigint"))
-        found: list[Row] = []
-        for chunk in self._chunks(windows, len(columns)):
-            if not chunk:
-                continue
-            source, parameters = self._source("w", columns, chunk)
-            found.extend(
-                self._rows(
-                    f"WITH {source} SELECT DISTINCT c.school_id, c.device_id, c.quantity, c.previous_ts_ms, "
-                    "c.ts_ms, c.counted_wh - (c.value_wh - c.previous_wh) FROM w JOIN counter_corrections c "
-                    "ON c.school_id = w.s AND c.ts_ms > w.lo AND c.previous_ts_ms < w.hi",
-                    parameters,
-                )
-            )
-        return found
+        return self._select_with(
+            "w",
+            _WINDOW_COLUMNS,
+            windows,
+            "SELECT DISTINCT c.school_id, c.device_id, c.quantity, c.previous_ts_ms, c.ts_ms, "
+            "c.counted_wh - (c.value_wh - c.previous_wh) FROM w JOIN counter_corrections c "
+            "ON c.school_id = w.s AND c.ts_ms > w.lo AND c.previous_ts_ms < w.hi",
+        )
 
     def intervals_within(self, windows: Sequence[Row]) -> list[Row]:
         """The stored intervals starting in each window (school, start, end): rows of (school, start, pv,
         import, export, consumption, complete)."""
-        columns = (("s", "text"), ("lo", "bigint"), ("hi", "bigint"))
-        found: list[Row] = []
-        for chunk in self._chunks(windows, len(columns)):
-            if not chunk:
-                continue
-            source, parameters = self._source("w", columns, chunk)
-            found.extend(
-                self._rows(
-                    f"WITH {source} SELECT i.school_id, i.start_ms, i.pv_wh, i.import_wh, i.export_wh, "
-                    "i.consumption_wh, i.complete FROM w JOIN intervals i ON i.school_id = w.s "
-                    "AND i.start_ms >= w.lo AND i.start_ms < w.hi",
-                    parameters,
-                )
-            )
-        return found
+        return self._select_with(
+            "w",
+            _WINDOW_COLUMNS,
+            windows,
+            "SELECT i.school_id, i.start_ms, i.pv_wh, i.import_wh, i.export_wh, i.consumption_wh, i.complete "
+            "FROM w JOIN intervals i ON i.school_id = w.s AND i.start_ms >= w.lo AND i.start_ms < w.hi",
+        )
 
     def upsert_intervals(self, rows: Sequence[Row]) -> None:
         """Insert or overwrite intervals (school, start, pv, import, export, consumption, complete,
