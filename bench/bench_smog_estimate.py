@@ -73,13 +73,28 @@ def estimate_app() -> FastAPI:
     return app
 
 
+# The size of an estimate's answer [bytes], for the second bare endpoint.
+ANSWER_BYTES = 51_000
+
+
 def bare_app() -> FastAPI:
-    """The framework's ceiling here: one endpoint returning a constant."""
+    """The framework's ceiling here: one endpoint returning a constant; and, to tell the calculator's own cost
+    from that of moving an answer of its size, one taking the estimate's request and returning a constant
+    of an estimate's size."""
+    from fastapi import Response
+
+    from cloud.smog import EstimateRequest
+
     app = FastAPI()
+    answer = b'{"padding":"' + b"x" * (ANSWER_BYTES - 14) + b'"}'
 
     @app.get("/constant")
     async def constant() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.post("/constant-answer")
+    async def constant_answer(request: EstimateRequest) -> Response:
+        return Response(answer, media_type="application/json")
 
     return app
 
@@ -271,6 +286,7 @@ def main() -> None:
             )
         with uvicorn("bench.bench_smog_estimate:bare_app", env, work / "bare.log") as base:
             bare = measure(f"{base}/constant", None, work)
+            sized = max_throughput_wrk(f"{base}/constant-answer", bodies, work) if shutil.which("wrk") else {}
     steady = estimate["fixed_rate"]
     estimate_peak = estimate["max_throughput"]["per_s"]
     bare_peak = bare["max_throughput"]["per_s"]
@@ -284,6 +300,10 @@ def main() -> None:
         details={
             "estimate": estimate,
             "bare": bare,
+            "bare_with_an_answers_size": {
+                "what": f"POST the estimate's request, validated; a constant {ANSWER_BYTES}-byte answer",
+                **sized,
+            },
             "fixed_rate_per_s": RATE,
             "fixed_rate_seconds": SECONDS,
             "goal_p99_under_50_ms_at_200_per_s": steady["p99_ms"] < 50 and steady["failures"] == 0,
@@ -296,7 +316,8 @@ def main() -> None:
     print(
         f"estimate at {RATE:g}/s: median {steady['median_ms']:.1f} ms, p99 {steady['p99_ms']:.1f} ms, "
         f"{steady['failures']} failures; at {LOW_RATE:g}/s: median {low['median_ms']:.1f} ms, "
-        f"p99 {low['p99_ms']:.1f} ms; bare at {RATE:g}/s: p99 {bare['fixed_rate']['p99_ms']:.1f} ms"
+        f"p99 {low['p99_ms']:.1f} ms; bare at {RATE:g}/s: p99 {bare['fixed_rate']['p99_ms']:.1f} ms; "
+        f"bare with an answer's size: {sized.get('per_s', float('nan')):.0f} req/s"
     )
 
 
