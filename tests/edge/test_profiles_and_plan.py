@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from common.config import ConfigError
+from common.sites import load_site
 from common.wire import DeviceKind
 from edge.agent import build_pollers
 from edge.modbus.decode import DataType
@@ -193,3 +194,15 @@ def test_lokalnie_edge_run_refuses_a_bad_site_with_the_reason(tmp_path: Path) ->
     assert result.exit_code == 2
     assert "cannot start" in result.output and "max_registers_per_request" in result.output
     assert not (tmp_path / "o.db").exists(), "nothing starts"
+
+
+def test_a_file_that_is_not_yaml_is_refused_with_its_name_and_line(tmp_path: Path) -> None:
+    broken = tmp_path / "sp5.yaml"
+    broken.write_text("id: sp5\nname: [unclosed\ndevices: []\n")
+    with pytest.raises(ConfigError, match=r"sp5\.yaml: not valid YAML at line \d+") as raised:
+        load_site(broken)
+    assert "Traceback" not in str(raised.value)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- one\n- two\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: expected a mapping of fields at the top, found list"):
+        load_site(listed)
