@@ -45,6 +45,7 @@ from cloud.db.register import prepare_database
 from cloud.ingest.stats import LagHistogram
 from cloud.settings import Settings
 from tests import servers
+from tests.cloud.conftest import write_sites
 from tests.ingest import load
 
 READINGS_PER_S = float(os.environ.get("BENCH_INGEST_READINGS_PER_S", "20000"))
@@ -319,7 +320,7 @@ def main() -> None:
         work = Path(temp)
         schools = max(1, round(READINGS_PER_S * POLL_MS / 1000 / load.READINGS_PER_POLL))
         school_ids = load.school_ids(schools, prefix="b")
-        sites_dir = load.write_sites(work / "sites", school_ids)
+        sites_dir = write_sites(work / "sites", school_ids)
         polls = max(2, THROUGHPUT_MESSAGES // schools)
         two_hours_ago = (time.time_ns() // 10**6 - 2 * 3600 * 1000) // 900_000 * 900_000
 

@@ -62,10 +62,14 @@ def make_site(school_id: str) -> Site:
     )
 
 
-def write_sites(directory: Path, school_ids: list[str]) -> Path:
+def write_sites(directory: Path, school_ids: list[str], poll_period_s: int | None = None) -> Path:
+    """`make_site`'s schools as site files (polled every ``poll_period_s`` when given)."""
     directory.mkdir(parents=True, exist_ok=True)
     for school_id in school_ids:
-        data = make_site(school_id).model_dump(mode="json")
+        school = make_site(school_id)
+        if poll_period_s is not None:
+            school = school.model_copy(update={"poll_period_s": poll_period_s})
+        data = school.model_dump(mode="json")
         (directory / f"{school_id}.yaml").write_text(
             yaml.safe_dump(data, allow_unicode=True), encoding="utf-8"
         )

@@ -18,7 +18,7 @@ from cloud.ingest.store import Message, StoreOptions, TelemetryStore
 from cloud.settings import Settings
 from common.wire import Channel, Sample, TelemetryBatch, encode, school_topic
 from tests import servers
-from tests.ingest import load
+from tests.cloud.conftest import make_site, write_sites
 
 # 2026-03-02T10:00:00Z, a quarter-hour boundary: "now" for the store's tests.
 NOW_MS = 1_772_445_600_000
@@ -64,7 +64,7 @@ class IngestDb:
         """Register one more school; its id."""
         school_id = unique_id("x")
         with self.engine.begin() as connection:
-            sync_register(connection, [load.site(school_id)])
+            sync_register(connection, [make_site(school_id)])
         return school_id
 
     def store(self, **options: object) -> TelemetryStore:
@@ -84,7 +84,7 @@ def ingest_db(database_url: str, tmp_path: Path) -> Iterator[IngestDb]:
     school_ids = [unique_id("s"), unique_id("s")]
     settings = Settings(
         database_url=database_url,
-        sites_dir=load.write_sites(tmp_path / "sites", school_ids),
+        sites_dir=write_sites(tmp_path / "sites", school_ids),
         ingest_group=unique_id("g"),
         ingest_client_id=unique_id("ingest-"),
         ingest_session_expiry_s=600,

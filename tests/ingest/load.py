@@ -11,14 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
-
-from common.sites import Site
 from common.wire import Channel, DeviceKind, Sample, TelemetryBatch, encode, school_topic
+from tests.cloud.conftest import make_site
 
-PV_KWP = 40.0
+# The schools are tests.cloud.conftest's: one PV inverter ("inverter"), one grid meter ("meter"), this roof.
+PV_KWP = make_site("any").pv_kwp
 # The quantities firmware-config/profiles publish: 13 for the inverter, 13 for the meter.
 INVERTER_QUANTITIES = (
     "current_a",
@@ -55,44 +53,6 @@ READINGS_PER_POLL = len(INVERTER_QUANTITIES) + len(METER_QUANTITIES)
 
 def school_ids(count: int, prefix: str = "s") -> list[str]:
     return [f"{prefix}{index:05d}" for index in range(count)]
-
-
-def site(school_id: str, poll_period_s: int = 10) -> Site:
-    """A school with one inverter (``inverter``) and one grid meter (``meter``) and a 40 kWp roof."""
-    return Site.model_validate(
-        {
-            "id": school_id,
-            "name": f"Szkoła syntetyczna {school_id}",
-            "type": "primary_school",
-            "address": "ul. Próbna 1, 98-220 Zduńska Wola",
-            "location": {"lat": 51.6, "lon": 18.94},
-            "pv_kwp": PV_KWP,
-            "pupils": 400,
-            "poll_period_s": poll_period_s,
-            "devices": [
-                {
-                    "id": "inverter",
-                    "kind": "pv_inverter",
-                    "profile": "sunspec-inverter",
-                    "transport": {"type": "tcp", "host": "127.0.0.1"},
-                },
-                {
-                    "id": "meter",
-                    "kind": "grid_meter",
-                    "profile": "eastron-sdm630",
-                    "transport": {"type": "tcp", "host": "127.0.0.1"},
-                },
-            ],
-        }
-    )
-
-
-def write_sites(directory: Path, ids: list[str], poll_period_s: int = 10) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for school_id in ids:
-        data = site(school_id, poll_period_s).model_dump(mode="json")
-        (directory / f"{school_id}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
-    return directory
 
 
 def _pv_power_w(ts_ms: int, phase: float) -> float:

@@ -31,6 +31,7 @@ from cloud.db.register import prepare_database
 from cloud.settings import Settings
 from common.wire import encode
 from tests import servers
+from tests.cloud.conftest import write_sites
 from tests.ingest import load
 from tests.ingest.conftest import unique_id
 from tests.ingest.servers import (
@@ -135,7 +136,7 @@ def pipeline(tmp_path: Path, database_url: str) -> Iterator[Pipeline]:
     messages to publish (POLLS polls of every school, one message per poll, real times three hours ago)."""
     work = tmp_path
     school_ids = load.school_ids(SCHOOLS, prefix=unique_id("f")[:8])
-    sites_dir = load.write_sites(work / "sites", school_ids, poll_period_s=60)
+    sites_dir = write_sites(work / "sites", school_ids, poll_period_s=60)
     prepare_database(Settings(database_url=database_url, sites_dir=sites_dir))
     start_ms = (time.time_ns() // 1_000_000 - 3 * 3600 * 1000) // Q * Q
     schools = load.streams(school_ids, start_ms, POLL_MS)
