@@ -53,6 +53,15 @@ class Limits:
             max_grid_power_w=settings.ingest_max_grid_power_w,
         )
 
+    def __hash__(self) -> int:
+        # `value_range` is cached by its arguments, these among them: hashed for every reading, so the
+        # field-by-field hash a dataclass would compute each time is computed once.
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.max_future_ms, self.max_past_ms, self.pv_power_margin, self.max_grid_power_w))
+
     def max_power_w(self, kind: str, pv_kwp: float) -> float:
         """The most a device of ``kind`` at a school with a ``pv_kwp`` roof can deliver [W]."""
         if kind == DeviceKind.PV_INVERTER:

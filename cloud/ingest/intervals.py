@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -346,47 +346,46 @@ def _bracket_from(gaps: Sequence[Bracket], at_ms: int) -> Bracket | None:
 
 def _windows(spans: Mapping[tuple[str, Series], Span]) -> dict[str, list[Span]]:
     """For each school, the intervals to recompute as ranges (first start, last end) of whole intervals."""
-    starts: dict[str, set[int]] = defaultdict(set)
+    found: dict[str, list[Span]] = defaultdict(list)
     for (school_id, _series), (low_ms, high_ms) in spans.items():
-        first = low_ms // Q * Q
-        end = -(-high_ms // Q) * Q
-        starts[school_id].update(range(first, end, Q))
+        first, end = low_ms // Q * Q, -(-high_ms // Q) * Q
+        if first < end:
+            found[school_id].append((first, end))
     windows: dict[str, list[Span]] = {}
-    for school_id, found in starts.items():
+    for school_id, pieces in found.items():
+        # Overlapping or touching ranges become one.
         ranges: list[Span] = []
-        for start_ms in sorted(found):
-            if ranges and ranges[-1][1] == start_ms:
-                ranges[-1] = (ranges[-1][0], start_ms + Q)
+        for first, end in sorted(pieces):
+            if ranges and first <= ranges[-1][1]:
+                ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
             else:
-                ranges.append((start_ms, start_ms + Q))
-        if ranges:
-            windows[school_id] = ranges
+                ranges.append((first, end))
+        windows[school_id] = ranges
     return windows
 
 
 def _series_of_schools(
     school_ids: Collection[str], spans: Mapping[tuple[str, Series], Span], schools: Mapping[str, SchoolInfo]
-) -> dict[str, list[Series]]:
-    """Each school's counters: those of its registered devices and those just written."""
-    found: dict[str, set[Series]] = {school_id: set() for school_id in school_ids}
-    for school_id in school_ids:
-        for device_id, kind in schools[school_id].devices.items():
-            found[school_id].update(
-                Series(device_id, kind, quantity) for quantity in COUNTERS[DeviceKind(kind)]
-            )
+) -> dict[str, tuple[Series, ...]]:
+    """Each school's counters, in order: those of its registered devices and those just written."""
+    found = {school_id: _registered_series(schools[school_id]) for school_id in school_ids}
     for school_id, series in spans:
-        if school_id in found:
-            found[school_id].add(series)
-    return {school_id: sorted(series) for school_id, series in found.items()}
+        known = found.get(school_id)
+        if known is not None and series not in known:
+            found[school_id] = tuple(sorted((*known, series)))
+    return found
 
 
-@cache
+# Bounded, since a reloaded register brings new SchoolInfo objects (hashed by identity).
+@lru_cache(maxsize=65_536)
 def _registered_series(school: SchoolInfo) -> tuple[Series, ...]:
-    """The counters of a school's registered devices."""
+    """The counters of a school's registered devices, in order."""
     return tuple(
-        Series(device_id, kind, quantity)
-        for device_id, kind in school.devices.items()
-        for quantity in COUNTERS[DeviceKind(kind)]
+        sorted(
+            Series(device_id, kind, quantity)
+            for device_id, kind in school.devices.items()
+            for quantity in COUNTERS[DeviceKind(kind)]
+        )
     )
 
 
@@ -413,7 +412,7 @@ def _window_rows(
             continue
         columns_seen.add(column)
         values_wh = [_interpolate(start_ms + k * Q, bracket) for k, bracket in enumerate(at)]
-        steps = adjustments.get((school_id, series.device_id, series.quantity), [])
+        steps = sorted(adjustments.get((school_id, series.device_id, series.quantity), ()))
         for k in range(count):
             low_ms, high_ms = start_ms + k * Q, start_ms + (k + 1) * Q
             before_low, _, after_low, _ = at[k]
@@ -426,7 +425,7 @@ def _window_rows(
                 continue
             covered[k] = True
             energy_wh = values_wh[k + 1] - values_wh[k]
-            for step_start, step_end, adjustment_wh in sorted(steps):
+            for step_start, step_end, adjustment_wh in steps:
                 overlap_ms = min(step_end, high_ms) - max(step_start, low_ms)
                 if overlap_ms > 0:
                     energy_wh += adjustment_wh * overlap_ms / (step_end - step_start)
