@@ -1,6 +1,8 @@
 """The residents' page in Debian's headless Chromium against a real server with the sample data: pick an
 address from the autocomplete by keyboard, get the comparison as a table and a chart, file an application,
-follow the status link. Leaves a screenshot in tests/artifacts/smog-page.png."""
+follow the status link. axe-core (Deque's accessibility engine, bundled by axe-playwright-python) checks the
+WCAG 2.1 A and AA rules on the empty form, on the results with the application form and on the status
+page. Leaves a screenshot in tests/artifacts/smog-page.png."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +26,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 REPO = Path(__file__).resolve().parents[2]
+
+
+# The rules of WCAG 2.0 and 2.1, levels A and AA, as axe-core tags them.
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def accessibility_violations(page: Any) -> list[str]:
+    """What axe-core finds against WCAG 2.1 AA on the page as it is now: rule, impact and where."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_21_AA}})
+    return [
+        f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+        + ", ".join(str(node["target"]) for node in violation["nodes"])
+        for violation in results.response["violations"]
+    ]
 
 
 @pytest.fixture
@@ -100,6 +119,7 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
                 ".filter((c) => c.labels.length === 0).map((c) => c.id)"
             )
             assert unlabelled == []
+            assert accessibility_violations(page) == []
 
             address = page.get_by_role("combobox", name="Adres domu (ulica i numer)")
             address.focus()
@@ -135,6 +155,7 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
             page.get_by_role("button", name=re.compile("^Złóż wniosek: ")).first.click()
             expect(page.get_by_role("heading", name="3. Wniosek do programu „Stop Smog”")).to_be_focused()
             expect(page.locator("#application-address")).to_have_text("Łaska 41, 98-220 Zduńska Wola")
+            assert accessibility_violations(page) == []
             page.get_by_label("Imię *").fill("Zofia")
             page.get_by_label("Nazwisko *").fill("Wróblewska")
             pesel = page.get_by_label("PESEL *")
@@ -160,6 +181,7 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
 
             page.goto(status_link)
             expect(page.locator("#status-body")).to_contain_text("złożony")
+            assert accessibility_violations(page) == []
             # The two refused requests (422) are the only errors: no CSP violation, no script error, no 404.
             assert [problem for problem in problems if "422" not in problem] == []
             assert len(problems) == 2
