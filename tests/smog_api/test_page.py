@@ -1,8 +1,8 @@
 """The residents' page in Debian's headless Chromium against a real server with the sample data: pick an
 address from the autocomplete by keyboard, get the comparison as a table and a chart, file an application,
 follow the status link. axe-core (Deque's accessibility engine, bundled by axe-playwright-python) checks the
-WCAG 2.1 A and AA rules on the empty form, on the results with the application form and on the status
-page. Leaves a screenshot in tests/artifacts/smog-page.png."""
+WCAG 2.1 A and AA rules on the empty form, on the results with the application form, on a refused
+application and on the status page. Leaves a screenshot in tests/artifacts/smog-page.png."""
 
 from __future__ import annotations
 
@@ -168,6 +168,7 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
             page.get_by_role("button", name="Wyślij wniosek").click()
             expect(page.locator("#app-pesel-error")).to_contain_text("cyfra kontrolna")
             expect(pesel).to_be_focused()
+            assert accessibility_violations(page) == []
             pesel.fill("44051401359")
             page.get_by_role("button", name="Wyślij wniosek").click()
             expect(page.locator("#case-number")).to_have_text(re.compile(r"^SS/\d{4}/000001$"))
