@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests run for real; `make test` installs the missing ones when it runs as root.
 TEST_DEBS := mosquitto mosquitto-clients postgresql victoria-metrics chromium
 DEMO_DEBS := mosquitto
+# The benchmarks' HTTP load generator, on top of the tests' servers.
+BENCH_DEBS := $(TEST_DEBS) wrk
 
-.PHONY: demo test lint bench install debs-test debs-demo clean
+.PHONY: demo test lint bench install debs-test debs-demo debs-bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,9 @@ install: $(STAMP)
 
 debs-test:
 	@scripts/ensure-debs $(TEST_DEBS)
+
+debs-bench:
+	@scripts/ensure-debs $(BENCH_DEBS)
 
 debs-demo:
 	@scripts/ensure-debs --demo $(DEMO_DEBS)
@@ -35,7 +40,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install debs-test
+bench: install debs-bench
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python -m bench.$$(basename $$script .py) || exit 1; done
 
 clean:
