@@ -15,6 +15,8 @@ from cloud.smog.estimate import OPTION_LABELS_PL
 
 FONT_PATH = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
 _NOT_GIVEN = "—"
+# The label and value columns' shares of the page's width.
+LABEL_AND_VALUE_WIDTHS = (2, 3)
 
 
 def _text(value: object) -> str:
@@ -97,9 +99,20 @@ def render_application_pdf(
         pdf.set_font("DejaVu", size=12)
         pdf.cell(0, 8, title, new_x=XPos.LMARGIN, new_y=YPos.NEXT, border="B")
         pdf.set_font("DejaVu", size=10)
-        for label, value in rows:
-            pdf.cell(75, 7, label)
-            pdf.multi_cell(0, 7, _text(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        # A table wraps a label longer than its column instead of printing it over the value.
+        with pdf.table(
+            col_widths=LABEL_AND_VALUE_WIDTHS,
+            first_row_as_headings=False,
+            borders_layout="NONE",
+            line_height=6,
+            padding=(0.5, 0),
+            text_align="LEFT",
+            v_align="TOP",
+        ) as table:
+            for label, value in rows:
+                row = table.row()
+                row.cell(label)
+                row.cell(_text(value))
     pdf.ln(6)
     pdf.set_font("DejaVu", size=8)
     pdf.multi_cell(

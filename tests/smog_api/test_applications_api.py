@@ -3,6 +3,7 @@ link and PDF, the officer's endpoints, encryption at rest, logs without personal
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import uuid
@@ -81,6 +82,34 @@ def test_filing_answers_a_case_number_a_status_link_and_a_pdf(api: SmogApi) -> N
     assert len(pdf.content) > 5_000  # the embedded font subset with the Polish letters
     assert file(api, form(api, first_name="Jan")).json()["case_number"] == "SS/2026/000002"
     assert api.client.get(f"{ROOT}/status/{'x' * 43}").status_code == 404
+
+
+def test_the_pdf_reads_as_the_filled_in_form(api: SmogApi) -> None:
+    """The text extracted from the PDF (as a screen reader or a copy-paste would get it) holds every field,
+    Polish letters included, each label apart from its value (a long label once ran over its value)."""
+    from pypdf import PdfReader
+
+    body = file(api, form(api)).json()
+    reader = PdfReader(io.BytesIO(api.client.get(body["pdf_url"]).content))
+    text = " ".join(" ".join((page.extract_text() or "").split()) for page in reader.pages)
+    assert reader.metadata is not None and reader.metadata.title == "Wniosek Stop Smog SS/2026/000001"
+    for expected in (
+        "Wniosek o dofinansowanie wymiany źródła ciepła – program „Stop Smog”, Zduńska Wola",
+        "Numer sprawy: SS/2026/000001",
+        "Zofia",
+        "Wróblewska",
+        PESEL,
+        "Telefon 601234567",
+        "zofia.wroblewska@example.pl",
+        "Numer rachunku bankowego 61109010140000071219812874",
+        "Obręb 5",
+        "123/4",
+        "Pompa ciepła powietrze-woda, taryfa G12",
+        "Szacowany koszt [zł] 42 000",
+        "Zgoda na przetwarzanie danych osobowych tak",
+        "złożony",
+    ):
+        assert expected in text, f"{expected!r} is not in the PDF's text: {text}"
 
 
 def test_a_double_click_files_one_application(api: SmogApi) -> None:
