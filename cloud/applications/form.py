@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from cloud.applications.pesel import pesel_problem
 from cloud.smog.estimate import CurrentHeatingKind, OptionKind
+from cloud.smog.wording import NBSP, figure_pl
 
 FIELD_LABELS_PL: dict[str, str] = {
     "first_name": "imię",
@@ -29,9 +30,16 @@ FIELD_LABELS_PL: dict[str, str] = {
     "co_owners": "współwłaściciele",
     "current_heating": "obecne źródło ciepła",
     "current_heating_age_years": "wiek obecnego źródła ciepła",
+    "current_heating_power_kw": "moc obecnego źródła ciepła",
+    "current_fuel_use_t_per_year": "roczne zużycie paliwa",
     "heat_source": "planowane źródło ciepła",
     "planned_completion": "planowany termin zakończenia",
     "estimated_cost_pln": "szacowany koszt",
+    "planned_power_kw": "moc planowanego źródła ciepła",
+    "planned_consumption_per_year": "planowane roczne zużycie energii lub paliwa",
+    "planned_consumption_unit": "jednostka planowanego zużycia",
+    "investor_type": "rodzaj inwestora",
+    "de_minimis_aid_pln": "pomoc de minimis z ostatnich 3 lat",
     "bank_account": "numer rachunku bankowego",
     "consent": "zgoda na przetwarzanie danych",
     "proof": "dowód posiadania pieca węglowego",
@@ -51,6 +59,28 @@ PROPERTY_TITLE_LABELS_PL: dict[str, str] = {
     "other": "inny tytuł prawny",
 }
 PropertyTitle = Literal["owner", "co_owner", "perpetual_usufruct", "other"]
+INVESTOR_TYPE_LABELS_PL: dict[str, str] = {
+    "natural_person": "osoba fizyczna",
+    "natural_person_business": "osoba fizyczna prowadząca działalność gospodarczą",
+    "housing_community": "wspólnota mieszkaniowa",
+    "other": "inny",
+}
+InvestorType = Literal["natural_person", "natural_person_business", "housing_community", "other"]
+# The units an estimate gives a source's yearly use in (`cloud.smog.estimate.EnergyUse.quantity_unit`).
+ConsumptionUnit = Literal["kWh", "GJ", "t", "l"]
+
+# The numbers of the form: (lowest, highest, unit as the resident reads it).
+_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "usable_area_m2": (10, 1000, "m²"),
+    "business_share_percent": (0, 100, "%"),
+    "current_heating_age_years": (0, 150, "lat"),
+    "current_heating_power_kw": (1, 200, "kW"),
+    "current_fuel_use_t_per_year": (0, 100, "t"),
+    "estimated_cost_pln": (0, 1_000_000, "zł"),
+    "planned_power_kw": (1, 200, "kW"),
+    "planned_consumption_per_year": (0, 10_000_000, ""),
+    "de_minimis_aid_pln": (0, 10_000_000, "zł"),
+}
 
 _PHONE = re.compile(r"^(\+48)?[0-9]{9}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -90,9 +120,20 @@ class ApplicationForm(BaseModel):
     co_owners: str | None = Field(default=None, max_length=500)
     current_heating: CurrentHeatingKind = "coal_stove"
     current_heating_age_years: int | None = None
+    current_heating_power_kw: float | None = None
+    current_fuel_use_t_per_year: float | None = None
     heat_source: OptionKind
     planned_completion: date | None = None
     estimated_cost_pln: float | None = None
+    planned_power_kw: float | None = None
+    planned_consumption_per_year: float | None = None
+    planned_consumption_unit: ConsumptionUnit | None = None
+    investor_type: InvestorType = "natural_person"
+    de_minimis_aid_pln: float | None = Field(
+        default=None,
+        description="De minimis aid received in the last 3 years [zł]; required from a business or when part "
+        "of the property serves one.",
+    )
     bank_account: str | None = None
     consent: bool = False
 
@@ -140,32 +181,15 @@ class ApplicationForm(BaseModel):
             raise polish_error("email", "to nie wygląda na adres e-mail (np. jan@example.pl).")
         return value
 
-    @field_validator("usable_area_m2")
+    @field_validator(*_BOUNDS)
     @classmethod
-    def _area(cls, value: float | None) -> float | None:
-        if value is not None and not 10 <= value <= 1000:
-            raise polish_error("usable_area_m2", f"musi wynosić od 10 do 1000 m², podano {value:g} m².")
-        return value
-
-    @field_validator("business_share_percent")
-    @classmethod
-    def _business(cls, value: float | None) -> float | None:
-        if value is not None and not 0 <= value <= 100:
-            raise polish_error("business_share_percent", f"musi być od 0 do 100 %, podano {value:g}.")
-        return value
-
-    @field_validator("current_heating_age_years")
-    @classmethod
-    def _age(cls, value: int | None) -> int | None:
-        if value is not None and not 0 <= value <= 150:
-            raise polish_error("current_heating_age_years", f"musi być od 0 do 150 lat, podano {value}.")
-        return value
-
-    @field_validator("estimated_cost_pln")
-    @classmethod
-    def _cost(cls, value: float | None) -> float | None:
-        if value is not None and not 0 <= value <= 1_000_000:
-            raise polish_error("estimated_cost_pln", f"musi być od 0 do 1 000 000 zł, podano {value:g} zł.")
+    def _within_bounds(cls, value: float | None, info: Any) -> float | None:
+        low, high, unit = _BOUNDS[info.field_name]
+        if value is not None and not low <= value <= high:
+            space = NBSP if unit else ""
+            given = f"{figure_pl(value)}{space}{unit}"
+            limits = f"od {figure_pl(low)} do {figure_pl(high)}{space}{unit}"
+            raise polish_error(info.field_name, f"musi być {limits}, podano {given}.")
         return value
 
     @field_validator("bank_account")
@@ -179,6 +203,23 @@ class ApplicationForm(BaseModel):
                 "bank_account", "podaj 26 cyfr numeru rachunku; suma kontrolna się nie zgadza."
             )
         return digits
+
+    @model_validator(mode="after")
+    def _pairs_and_de_minimis(self) -> ApplicationForm:
+        if (self.planned_consumption_per_year is None) != (self.planned_consumption_unit is None):
+            given_unit = self.planned_consumption_unit is not None
+            field = "planned_consumption_per_year" if given_unit else "planned_consumption_unit"
+            raise polish_error(field, "podaj zużycie razem z jednostką (kWh, GJ, t lub l).")
+        serves_business = (
+            self.investor_type == "natural_person_business" or (self.business_share_percent or 0) > 0
+        )
+        if serves_business and self.de_minimis_aid_pln is None:
+            raise polish_error(
+                "de_minimis_aid_pln",
+                "przy działalności gospodarczej podaj kwotę pomocy de minimis otrzymanej w ciągu ostatnich "
+                "3 lat (0, jeśli żadnej).",
+            )
+        return self
 
     @model_validator(mode="after")
     def _contact_and_consent(self) -> ApplicationForm:

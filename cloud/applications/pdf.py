@@ -9,9 +9,15 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from cloud.applications.form import CURRENT_HEATING_LABELS_PL, PROPERTY_TITLE_LABELS_PL, ApplicationForm
+from cloud.applications.form import (
+    CURRENT_HEATING_LABELS_PL,
+    INVESTOR_TYPE_LABELS_PL,
+    PROPERTY_TITLE_LABELS_PL,
+    ApplicationForm,
+)
 from cloud.applications.service import STATUS_LABELS_PL, WARSAW
 from cloud.smog.estimate import OPTION_LABELS_PL
+from cloud.smog.wording import figure_pl
 
 FONT_PATH = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
 _NOT_GIVEN = "—"
@@ -23,8 +29,14 @@ def _text(value: object) -> str:
     if value is None or value == "":
         return _NOT_GIVEN
     if isinstance(value, float):
-        return f"{value:,.2f}".replace(",", " ").replace(".", ",").removesuffix(",00")
+        return figure_pl(value)
     return str(value)
+
+
+def _consumption(form: ApplicationForm) -> str | None:
+    if form.planned_consumption_per_year is None:
+        return None
+    return f"{figure_pl(form.planned_consumption_per_year)} {form.planned_consumption_unit}"
 
 
 def render_application_pdf(
@@ -78,6 +90,8 @@ def render_application_pdf(
             [
                 ("Rodzaj", CURRENT_HEATING_LABELS_PL[form.current_heating]),
                 ("Wiek [lata]", form.current_heating_age_years),
+                ("Moc [kW]", form.current_heating_power_kw),
+                ("Roczne zużycie paliwa [t]", form.current_fuel_use_t_per_year),
                 ("Dowód posiadania", "załączony do wniosku (zdjęcie lub dokument)"),
             ],
         ),
@@ -85,12 +99,21 @@ def render_application_pdf(
             "IV. Planowane źródło ciepła",
             [
                 ("Rodzaj", OPTION_LABELS_PL[form.heat_source]),
+                ("Moc [kW]", form.planned_power_kw),
+                ("Planowane roczne zużycie", _consumption(form)),
                 ("Planowany termin zakończenia", form.planned_completion),
                 ("Szacowany koszt [zł]", form.estimated_cost_pln),
             ],
         ),
         (
-            "V. Oświadczenia",
+            "V. Inwestor",
+            [
+                ("Rodzaj inwestora", INVESTOR_TYPE_LABELS_PL[form.investor_type]),
+                ("Pomoc de minimis z ostatnich 3 lat [zł]", form.de_minimis_aid_pln),
+            ],
+        ),
+        (
+            "VI. Oświadczenia",
             [("Zgoda na przetwarzanie danych osobowych", "tak" if form.consent else "nie")],
         ),
     ]

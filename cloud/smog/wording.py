@@ -12,6 +12,13 @@ def number_pl(value: float, decimals: int = 0) -> str:
     return text.replace(",", NBSP).replace(".", ",")
 
 
+def figure_pl(value: float) -> str:
+    """A figure as a person writes it: up to two decimals, none when whole: ``1000`` → ``"1 000"``,
+    ``2.5`` → ``"2,5"``."""
+    text = number_pl(value, 2)
+    return text.rstrip("0").rstrip(",") if "," in text else text
+
+
 def pln(value: float) -> str:
     """An amount in whole złoty: ``"31 500 zł"``."""
     return f"{number_pl(value)}{NBSP}zł"

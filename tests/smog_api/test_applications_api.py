@@ -89,9 +89,20 @@ def test_the_pdf_reads_as_the_filled_in_form(api: SmogApi) -> None:
     Polish letters included, each label apart from its value (a long label once ran over its value)."""
     from pypdf import PdfReader
 
-    body = file(api, form(api)).json()
+    details = {
+        "current_heating_power_kw": "12",
+        "current_fuel_use_t_per_year": "4.5",
+        "planned_power_kw": "9",
+        "planned_consumption_per_year": "8000",
+        "planned_consumption_unit": "kWh",
+        "business_share_percent": "10",
+        "investor_type": "natural_person_business",
+        "de_minimis_aid_pln": "0",
+    }
+    body = file(api, form(api, **details)).json()
     reader = PdfReader(io.BytesIO(api.client.get(body["pdf_url"]).content))
-    text = " ".join(" ".join((page.extract_text() or "").split()) for page in reader.pages)
+    pages = (page.extract_text() or "" for page in reader.pages)
+    text = " ".join(" ".join(page.replace("\u00a0", " ").split()) for page in pages)
     assert reader.metadata is not None and reader.metadata.title == "Wniosek Stop Smog SS/2026/000001"
     for expected in (
         "Wniosek o dofinansowanie wymiany źródła ciepła – program „Stop Smog”, Zduńska Wola",
@@ -106,6 +117,13 @@ def test_the_pdf_reads_as_the_filled_in_form(api: SmogApi) -> None:
         "123/4",
         "Pompa ciepła powietrze-woda, taryfa G12",
         "Szacowany koszt [zł] 42 000",
+        "Moc [kW] 12",
+        "Roczne zużycie paliwa [t] 4,5",
+        "Moc [kW] 9",
+        "Planowane roczne zużycie 8 000 kWh",
+        "Część na działalność gospodarczą [%] 10",
+        "Rodzaj inwestora osoba fizyczna prowadząca działalność gospodarczą",
+        "Pomoc de minimis z ostatnich 3 lat [zł] 0",
         "Zgoda na przetwarzanie danych osobowych tak",
         "złożony",
     ):
@@ -135,8 +153,26 @@ def test_a_double_click_files_one_application(api: SmogApi) -> None:
         ({"pesel": "44053201350"}, None, ["body", "pesel"], "daty urodzenia"),
         ({"pesel": "4405140135"}, None, ["body", "pesel"], "11 cyfr"),
         ({"address_id": "987654"}, None, ["body", "address_id"], "nie znaleziono adresu"),
-        ({"usable_area_m2": "0"}, None, ["body", "usable_area_m2"], "od 10 do 1000 m²"),
-        ({"usable_area_m2": "100000"}, None, ["body", "usable_area_m2"], "od 10 do 1000 m²"),
+        ({"usable_area_m2": "0"}, None, ["body", "usable_area_m2"], "od 10 do 1\u00a0000\u00a0m²"),
+        ({"usable_area_m2": "100000"}, None, ["body", "usable_area_m2"], "od 10 do 1\u00a0000\u00a0m²"),
+        (
+            {"current_heating_power_kw": "500"},
+            None,
+            ["body", "current_heating_power_kw"],
+            "od 1 do 200\u00a0kW",
+        ),
+        ({"current_fuel_use_t_per_year": "-2"}, None, ["body", "current_fuel_use_t_per_year"], "od 0 do 100"),
+        ({"planned_consumption_per_year": "8000"}, None, ["body", "planned_consumption_unit"], "z jednostką"),
+        ({"planned_consumption_unit": "kWh"}, None, ["body", "planned_consumption_per_year"], "z jednostką"),
+        (
+            {"planned_consumption_per_year": "8", "planned_consumption_unit": "MWh"},
+            None,
+            ["body", "planned_consumption_unit"],
+            "niedozwolona wartość",
+        ),
+        ({"investor_type": "natural_person_business"}, None, ["body", "de_minimis_aid_pln"], "de minimis"),
+        ({"business_share_percent": "20"}, None, ["body", "de_minimis_aid_pln"], "de minimis"),
+        ({"investor_type": "company"}, None, ["body", "investor_type"], "niedozwolona wartość"),
         ({"phone": None, "email": None}, None, ["body", "phone"], "telefonu albo adres e-mail"),
         ({"email": "zofia"}, None, ["body", "email"], "adres e-mail"),
         ({"consent": None}, None, ["body", "consent"], "bez zgody"),
@@ -218,6 +254,8 @@ def test_officer_lists_reads_and_moves_an_application(api: SmogApi) -> None:
     assert detail["applicant"]["pesel"] == PESEL and detail["applicant"]["last_name"] == "Wróblewska"
     assert detail["applicant"]["phone"] == "601234567"
     assert detail["applicant"]["address_label"] == "Łaska 41, 98-220 Zduńska Wola"
+    assert detail["applicant"]["investor_type"] == "natural_person"
+    assert detail["applicant"]["de_minimis_aid_pln"] is None
     assert api.client.get(f"{ROOT}/{ref}/proof").content == PNG
     assert api.client.get(f"{ROOT}/SS-2026-999999").status_code == 404
 

@@ -155,6 +155,12 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
             page.get_by_role("button", name=re.compile("^Złóż wniosek: ")).first.click()
             expect(page.get_by_role("heading", name="3. Wniosek do programu „Stop Smog”")).to_be_focused()
             expect(page.locator("#application-address")).to_have_text("Łaska 41, 98-220 Zduńska Wola")
+            # What the calculator knows is filled in for the chosen source, for the resident to correct.
+            expect(page.get_by_label("Planowane roczne zużycie energii lub paliwa")).not_to_have_value("")
+            expect(page.get_by_label("Jednostka zużycia")).to_have_value("kWh")
+            expect(page.get_by_label("Szacowany koszt (zł)")).to_have_value(re.compile(r"^[1-9]\d{3,5}$"))
+            expect(page.locator("#app_current_heating")).to_have_value("coal_stove")
+            expect(page.get_by_label("Roczne zużycie paliwa (t)")).to_have_value(re.compile(r"^\d+(\.\d+)?$"))
             assert accessibility_violations(page) == []
             page.get_by_label("Imię *").fill("Zofia")
             page.get_by_label("Nazwisko *").fill("Wróblewska")

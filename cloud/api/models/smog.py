@@ -82,9 +82,16 @@ class ApplicantPublic(BaseModel):
     co_owners: str | None
     current_heating: str
     current_heating_age_years: int | None
+    current_heating_power_kw: float | None
+    current_fuel_use_t_per_year: float | None
     heat_source: str
     planned_completion: date | None
     estimated_cost_pln: float | None
+    planned_power_kw: float | None
+    planned_consumption_per_year: float | None
+    planned_consumption_unit: str | None
+    investor_type: str
+    de_minimis_aid_pln: float | None
     bank_account: str | None
     consent: bool
 

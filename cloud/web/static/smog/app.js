@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 
 let chosenAddress = null; // {id, label}
 let idempotencyKey = null;
+let lastEstimate = null; // the estimate the comparison shows, to fill in the application from
 
 function randomKey() {
   if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
@@ -239,6 +240,7 @@ function cell(row, text, header = false) {
 }
 
 function renderResults(result) {
+  lastEstimate = result;
   $("results-explanation").textContent = result.explanation_pl;
   const body = $("results-table").querySelector("tbody");
   body.replaceChildren();
@@ -316,11 +318,28 @@ function renderChart(options, current) {
 
 // --- the application ------------------------------------------------------------------------------------
 
+// The application's figures the calculator already has, for the chosen source: the resident may correct them.
+function fillFromEstimate(kind) {
+  if (!lastEstimate) return;
+  const option = lastEstimate.options.find((candidate) => candidate.kind === kind);
+  const current = lastEstimate.current_heating;
+  $("app_current_heating").value = current.kind;
+  $("current_fuel_use_t_per_year").value =
+    current.energy.quantity_unit === "t" ? String(current.energy.quantity_per_year) : "";
+  $("planned_power_kw").value = String(lastEstimate.building.design_heat_power_kw);
+  if (option && option.available) {
+    $("estimated_cost_pln").value = String(Math.round(option.investment.total_pln));
+    $("planned_consumption_per_year").value = String(option.energy.quantity_per_year);
+    $("planned_consumption_unit").value = option.energy.quantity_unit;
+  }
+}
+
 function openApplication(kind) {
   $("application").hidden = false;
   $("application-form").hidden = false;
   $("application-done").hidden = true;
   $("heat_source").value = kind;
+  fillFromEstimate(kind);
   $("application-address").textContent = chosenAddress ? chosenAddress.label : "(wybierz adres w kroku 1)";
   $("application-heading").focus();
 }
