@@ -193,19 +193,28 @@ def geojson_is_cs92(document: dict[str, Any]) -> bool:
     return name.replace("::", ":").upper().endswith("EPSG:2180")
 
 
+def read_feature_collection(path: Path) -> tuple[list[Any], bool] | RowProblem:
+    """The features of a GeoJSON FeatureCollection file and whether its positions are EPSG:2180
+    (`geojson_is_cs92`); the problem, as line 0, when the file is not one."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        return RowProblem(str(path), 0, f"not a readable GeoJSON file ({error})")
+    features = document.get("features") if isinstance(document, dict) else None
+    if not isinstance(features, list):
+        return RowProblem(str(path), 0, "not a GeoJSON FeatureCollection")
+    return features, geojson_is_cs92(document)
+
+
 def read_addresses_geojson(path: Path) -> tuple[list[AddressRecord], list[RowProblem]]:
     """Address points of a GeoJSON FeatureCollection of Points with the same property names as the CSV.
 
     A refused feature is reported as line 0 with its 1-based feature number in the reason.
     """
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        return [], [RowProblem(str(path), 0, f"not a readable GeoJSON file ({error})")]
-    features = document.get("features") if isinstance(document, dict) else None
-    if not isinstance(features, list):
-        return [], [RowProblem(str(path), 0, "not a GeoJSON FeatureCollection")]
-    cs92 = geojson_is_cs92(document)
+    collection = read_feature_collection(path)
+    if isinstance(collection, RowProblem):
+        return [], [collection]
+    features, cs92 = collection
     records: list[AddressRecord] = []
     problems: list[RowProblem] = []
     for number, feature in enumerate(features, start=1):

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.smog.addresses import geojson_is_cs92, in_poland
+from cloud.smog.addresses import in_poland, read_feature_collection
 from cloud.smog.errors import RowProblem
 from cloud.smog.geo import FloatArray, LocalPlane, SegmentIndex, wgs84_from_cs92
 from cloud.smog.tables import NETWORK_KINDS, SmogNetwork
@@ -68,14 +68,10 @@ def read_network_geojson(path: Path) -> tuple[list[NetworkLine], list[RowProblem
     in WGS84. A feature's ``source`` property (else the file's name) says where the line comes from. A
     refused feature is reported as line 0 with its 1-based feature number in the reason.
     """
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        return [], [RowProblem(str(path), 0, f"not a readable GeoJSON file ({error})")]
-    features = document.get("features") if isinstance(document, dict) else None
-    if not isinstance(features, list):
-        return [], [RowProblem(str(path), 0, "not a GeoJSON FeatureCollection")]
-    cs92 = geojson_is_cs92(document)
+    collection = read_feature_collection(path)
+    if isinstance(collection, RowProblem):
+        return [], [collection]
+    features, cs92 = collection
     lines: list[NetworkLine] = []
     problems: list[RowProblem] = []
     for number, feature in enumerate(features, start=1):
