@@ -518,6 +518,17 @@ def _final(trace: Trace, house: _House, efficiency_key: str) -> tuple[float, flo
     return final_kwh, float(trace.formula(formulas.energy_gj)(final_kwh))
 
 
+def _co2(trace: Trace, quantity: float, factor_key: str) -> float:
+    """CO2 [kg a year] of a yearly quantity (GJ or kWh) by the emission factor at ``emissions.co2.<key>``."""
+    factor = trace.value(f"emissions.co2.{factor_key}")
+    return float(trace.formula(formulas.co2_kg_per_year)(quantity, factor))
+
+
+def _fixed_charges(trace: Trace, monthly_key: str) -> float:
+    """A tariff's fixed charges [zł a year] from the monthly charge at ``monthly_key``."""
+    return float(trace.formula(formulas.fixed_charges_pln_per_year)(trace.value(monthly_key)))
+
+
 # How a fuel bought by the tonne or by the litre is priced: (calorific value's key, price's key in
 # prices.<fuel>, the formula from final energy to the quantity, decimals shown).
 _BY_UNIT: dict[str, tuple[str, str, Callable[[Numeric, Numeric], Numeric], int]] = {
@@ -534,7 +545,7 @@ def _bought_fuel(
     quantity = float(trace.formula(to_quantity)(final_kwh, trace.value(f"prices.{fuel}.{calorific_key}")))
     price = trace.value(f"prices.{fuel}.{price_key}")
     cost = float(trace.formula(formulas.quantity_cost_pln_per_year)(quantity, price))
-    co2 = float(trace.formula(formulas.co2_kg_per_year)(fuel_gj, trace.value(f"emissions.co2.{co2_key}")))
+    co2 = _co2(trace, fuel_gj, co2_key)
     energy = EnergyUse(
         final_energy_kwh_per_year=round(final_kwh, 1),
         quantity_per_year=round(quantity, decimals),
@@ -568,14 +579,8 @@ def _district_heat(trace: Trace, house: _House, site: Site) -> _Figures:
         trace.formula(formulas.capacity_charges_pln_per_year)(
             house.design_heat_power_kw, trace.value("prices.district_heat.capacity_pln_per_kw_month")
         )
-    ) + float(
-        trace.formula(formulas.fixed_charges_pln_per_year)(
-            trace.value("prices.district_heat.fixed_pln_per_month")
-        )
-    )
-    co2 = float(
-        trace.formula(formulas.co2_kg_per_year)(heat_gj, trace.value("emissions.co2.district_heat_kg_per_gj"))
-    )
+    ) + _fixed_charges(trace, "prices.district_heat.fixed_pln_per_month")
+    co2 = _co2(trace, heat_gj, "district_heat_kg_per_gj")
     return _Figures(
         connection_length_m=round(distance, 1),
         connection_pln=connection,
@@ -627,14 +632,8 @@ def _network_gas(trace: Trace, house: _House, site: Site) -> _Figures:
             trace.value("prices.natural_gas.distribution_pln_per_kwh"),
         )
     )
-    fixed_pln = float(
-        trace.formula(formulas.fixed_charges_pln_per_year)(
-            trace.value("prices.natural_gas.fixed_pln_per_month")
-        )
-    )
-    co2 = float(
-        trace.formula(formulas.co2_kg_per_year)(fuel_gj, trace.value("emissions.co2.natural_gas_kg_per_gj"))
-    )
+    fixed_pln = _fixed_charges(trace, "prices.natural_gas.fixed_pln_per_month")
+    co2 = _co2(trace, fuel_gj, "natural_gas_kg_per_gj")
     return _Figures(
         connection_length_m=round(distance, 1),
         connection_pln=connection,
@@ -672,12 +671,7 @@ def _electricity_price(trace: Trace, tariff: Literal["g11", "g12"]) -> tuple[flo
                 trace.value("prices.electricity_g12.night_share"),
             )
         )
-    fixed = float(
-        trace.formula(formulas.fixed_charges_pln_per_year)(
-            trace.value(f"prices.electricity_{tariff}.fixed_pln_per_month")
-        )
-    )
-    return price, fixed
+    return price, _fixed_charges(trace, f"prices.electricity_{tariff}.fixed_pln_per_month")
 
 
 def _electric(
@@ -694,11 +688,7 @@ def _electric(
     final_kwh, final_gj = _final(trace, house, efficiency_key)
     price, fixed = _electricity_price(trace, tariff)
     energy_pln = float(trace.formula(formulas.quantity_cost_pln_per_year)(final_kwh, price))
-    co2 = float(
-        trace.formula(formulas.co2_kg_per_year)(
-            final_kwh, trace.value("emissions.co2.electricity_kg_per_kwh")
-        )
-    )
+    co2 = _co2(trace, final_kwh, "electricity_kg_per_kwh")
     return _Figures(
         connection_length_m=None,
         connection_pln=0.0,
