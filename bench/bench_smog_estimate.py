@@ -42,7 +42,6 @@ from cloud.smog import EstimateRequest
 from lokalnie.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_DIR = REPO / "cloud" / "smog" / "data" / "sample"
 RATE = float(os.environ.get("BENCH_SMOG_RATE", "200"))
 # Also the estimate at a rate one worker keeps up with here, to show its latency when not saturated.
 LOW_RATE = float(os.environ.get("BENCH_SMOG_LOW_RATE", "100"))
@@ -99,15 +98,13 @@ def bare_app() -> FastAPI:
 def prepare_database(path: Path) -> list[dict[str, Any]]:
     """Load the sample into a new SQLite file; the request bodies the generators cycle through."""
     from cloud.db.engine import make_engine
-    from cloud.smog import create_smog_tables, import_addresses, import_networks
+    from cloud.smog import create_smog_tables, import_sample
     from cloud.smog.tables import SmogAddress
 
     engine = make_engine(f"sqlite:///{path}")
     create_smog_tables(engine)
     with Session(engine) as session, session.begin():
-        import_networks(session, SAMPLE_DIR / "gas.geojson", "gas")
-        import_networks(session, SAMPLE_DIR / "heat.geojson", "heat")
-        import_addresses(session, SAMPLE_DIR / "addresses.csv")
+        import_sample(session)
     with Session(engine) as session:
         ids = session.scalars(select(SmogAddress.id).order_by(SmogAddress.id).limit(50)).all()
     engine.dispose()

@@ -15,7 +15,7 @@ from cloud.smog.estimate import (
     estimate_for_site,
     parse_estimate_request,
 )
-from cloud.smog.importer import import_addresses, import_networks, recompute_distances
+from cloud.smog.importer import import_addresses, import_networks, import_sample, recompute_distances
 from cloud.smog.sites import AddressSites, Site
 from cloud.smog.tables import create_smog_tables, smog_metadata
 
@@ -36,6 +36,7 @@ __all__ = [
     "estimate_for_site",
     "import_addresses",
     "import_networks",
+    "import_sample",
     "load_smog_data",
     "parse_estimate_request",
     "recompute_distances",

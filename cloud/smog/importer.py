@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from cloud.smog.addresses import read_addresses, search_key
 from cloud.smog.errors import RowProblem, SmogImportError
 from cloud.smog.networks import nearest_line_distance_m, read_network_geojson, stored_lines
+from cloud.smog.sample import SAMPLE_DIR
 from cloud.smog.tables import NETWORK_KINDS, SmogAddress, SmogNetwork
 
 
@@ -80,6 +81,14 @@ def import_networks(session: Session, path: Path, kind: str) -> int:
     )
     session.flush()
     return len(lines)
+
+
+def import_sample(session: Session, directory: Path = SAMPLE_DIR) -> int:
+    """The town's shipped sample (docs/smog.md: real street names, invented networks): the networks first, so
+    that the addresses' distances are measured to them; the number of addresses."""
+    import_networks(session, directory / "gas.geojson", "gas")
+    import_networks(session, directory / "heat.geojson", "heat")
+    return import_addresses(session, directory / "addresses.csv")
 
 
 def recompute_distances(session: Session) -> int:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from cloud.smog.addresses import fold, number_key, parse_query, search_addresses, street_key
 from cloud.smog.errors import SmogImportError
-from cloud.smog.importer import import_addresses, import_networks, recompute_distances
+from cloud.smog.importer import import_addresses, import_networks, import_sample, recompute_distances
 from cloud.smog.sample import SAMPLE_DIR, build_sample
 from cloud.smog.tables import SmogAddress, SmogNetwork, create_smog_tables
 
@@ -31,9 +31,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def loaded(engine: Engine) -> Engine:
     with Session(engine) as session, session.begin():
-        import_networks(session, SAMPLE_DIR / "gas.geojson", "gas")
-        import_networks(session, SAMPLE_DIR / "heat.geojson", "heat")
-        import_addresses(session, SAMPLE_DIR / "addresses.csv")
+        import_sample(session)
     return engine
 
 

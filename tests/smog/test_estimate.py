@@ -441,16 +441,13 @@ def test_unknown_address_is_refused_in_polish(tmp_path: Path) -> None:
 
 
 def test_estimate_by_address_id_and_by_coordinates_from_the_sample(tmp_path: Path) -> None:
-    from cloud.smog.importer import import_addresses, import_networks
-    from cloud.smog.sample import SAMPLE_DIR
+    from cloud.smog.importer import import_sample
     from cloud.smog.tables import SmogAddress, create_smog_tables
 
     engine = create_engine(f"sqlite:///{tmp_path / 'smog.db'}")
     create_smog_tables(engine)
     with Session(engine) as session, session.begin():
-        import_networks(session, SAMPLE_DIR / "gas.geojson", "gas")
-        import_networks(session, SAMPLE_DIR / "heat.geojson", "heat")
-        import_addresses(session, SAMPLE_DIR / "addresses.csv")
+        import_sample(session)
     with Session(engine) as session:
         near_gas = session.scalars(select(SmogAddress).where(SmogAddress.distance_gas_m <= 20)).first()
         assert near_gas is not None

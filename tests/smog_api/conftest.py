@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -25,12 +24,11 @@ from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
 from cloud.db.migrate import upgrade_database
 from cloud.settings import Settings
-from cloud.smog import import_addresses, import_networks
+from cloud.smog import import_sample
 from cloud.smog.sites import AddressSites
 from cloud.web import mount_web
 from common.clock import Clock, ManualClock, parse_iso_ms
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "cloud" / "smog" / "data" / "sample"
 NOW_MS = parse_iso_ms("2026-03-02T10:00:00Z")
 OFFICER = "officer-7"
 
@@ -39,9 +37,7 @@ def load_sample(engine: Engine) -> None:
     # The store's schema as production makes it: every table, through the migrations.
     upgrade_database(engine.url.render_as_string(hide_password=False))
     with Session(engine) as session, session.begin():
-        import_networks(session, SAMPLE_DIR / "gas.geojson", "gas")
-        import_networks(session, SAMPLE_DIR / "heat.geojson", "heat")
-        import_addresses(session, SAMPLE_DIR / "addresses.csv")
+        import_sample(session)
 
 
 # Generous limits: the tests file many applications from one address; one test sets its own.
