@@ -1,14 +1,19 @@
-"""The Raspberry Pi's install files: the unit restarts the agent as an unprivileged user, every setting of the
-agent's environment file is one the agent reads, the journal is bounded, and the install script parses."""
+"""The Raspberry Pi's install files: the unit restarts the agent as an unprivileged user, systemd itself
+accepts it and rates its exposure OK, every setting of the agent's environment file is one the agent reads,
+the journal is bounded, and the install script parses."""
 
 from __future__ import annotations
 
 import configparser
+import re
 import subprocess
+import sys
+from pathlib import Path
 
 import typer
 
 from edge.cli import app
+from tests import servers
 from tests.conftest import REPO
 
 PI = REPO / "firmware-config" / "pi"
@@ -56,3 +61,20 @@ def test_the_journal_is_bounded_and_the_script_parses() -> None:
     journal = (PI / "journald.conf.d" / "lokalnie.conf").read_text()
     assert "SystemMaxUse=64M" in journal and "MaxRetentionSec=" in journal
     subprocess.run(["bash", "-n", str(PI / "install.sh")], check=True)
+
+
+def test_systemd_accepts_the_unit_and_rates_its_exposure_ok(tmp_path: Path) -> None:
+    analyze = servers.require("systemd-analyze")
+    # The Pi's interpreter, here this one: verify checks that the command exists.
+    text = (PI / "lokalnie-edge.service").read_text().replace("/opt/lokalnie/venv/bin/python", sys.executable)
+    path = tmp_path / "lokalnie-edge.service"
+    path.write_text(text)
+    verify = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
+    # An unknown or misspelt directive is only a warning: any output fails.
+    assert (verify.returncode, verify.stderr.strip()) == (0, ""), verify.stderr
+    security = subprocess.run(
+        [analyze, "security", "--offline=yes", str(path)], capture_output=True, text=True, timeout=60
+    )
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", security.stdout)
+    assert found is not None, security.stdout + security.stderr
+    assert float(found.group(1)) <= 4.0 and found.group(2) == "OK", security.stdout
