@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.config import ConfigError, load_yaml_model
@@ -109,6 +110,14 @@ def load_site(path: Path) -> Site:
     if path.stem != site.id:
         raise ConfigError(f"{path}: field 'id': {site.id!r} must match the file name {path.stem!r}")
     return site
+
+
+def write_site(site: Site, directory: Path) -> Path:
+    """Write ``site`` as ``<directory>/<id>.yaml``, as `load_site` reads it back; the file's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{site.id}.yaml"
+    path.write_text(yaml.safe_dump(site.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
+    return path
 
 
 def load_sites(directory: Path) -> list[Site]:

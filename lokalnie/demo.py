@@ -18,14 +18,13 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from common.clock import CLOCK_ENV, ScaledClock, SystemClock, datetime_from_ms, ms_from_datetime
 from common.config import ConfigError
-from common.sites import Site, load_sites
+from common.sites import Site, load_sites, write_site
 from lokalnie.ports import free_port, free_port_run, port_is_free
 from lokalnie.processes import ProcessGroup
 
@@ -119,15 +118,10 @@ def _start_system(
     )
     group.start("mosquitto", [mosquitto, "-c", str(config)])
     first_port = free_port_run(2 * len(sites))
-    site_paths = []
-    for index, site in enumerate(sites):
-        path = run_dir / "sites" / f"{site.id}.yaml"
-        path.write_text(
-            yaml.safe_dump(
-                loopback_site(site, first_port + 2 * index).model_dump(mode="json"), allow_unicode=True
-            )
-        )
-        site_paths.append(path)
+    site_paths = [
+        write_site(loopback_site(site, first_port + 2 * index), run_dir / "sites")
+        for index, site in enumerate(sites)
+    ]
     env = {
         **os.environ,
         CLOCK_ENV: clock.spec(),

@@ -15,7 +15,11 @@ import select
 import threading
 import time
 import tty
+from collections.abc import Sequence
+from contextlib import ExitStack
 from types import TracebackType
+
+from common.sites import RtuTransport, Site
 
 _POLL_S = 0.02
 _CHUNK = 4096
@@ -83,3 +87,31 @@ class VirtualSerialLine:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+def on_virtual_lines(sites: Sequence[Site], stack: ExitStack) -> tuple[list[Site], list[dict[str, str]]]:
+    """Each site's serial lines replaced by virtual ones, paced at the line's baud rate and closed with
+    ``stack``.
+
+    Returns the sites as their agents see them (every RTU device on the agent's end of its line; devices that
+    shared a line share the new one) and, for each site, the simulator's end of each of those lines (its
+    `SiteSimulator`'s ``serial_ports``).
+    """
+    moved: list[Site] = []
+    simulator_ends: list[dict[str, str]] = []
+    for site in sites:
+        lines: dict[str, VirtualSerialLine] = {}
+        devices = []
+        for device in site.devices:
+            transport = device.transport
+            if isinstance(transport, RtuTransport):
+                line = lines.get(transport.device)
+                if line is None:
+                    line = stack.enter_context(VirtualSerialLine(transport.baud, pace=True))
+                    lines[transport.device] = line
+                moved_transport = transport.model_copy(update={"device": line.client_port})
+                device = device.model_copy(update={"transport": moved_transport})
+            devices.append(device)
+        moved.append(site.model_copy(update={"devices": devices}))
+        simulator_ends.append({line.client_port: line.server_port for line in lines.values()})
+    return moved, simulator_ends

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import Engine
 
 from cloud.db.engine import make_engine
@@ -19,7 +18,7 @@ from cloud.settings import Settings
 from common.broker import parse_broker_url
 from common.clock import ManualClock
 from common.mqtt import make_client
-from common.sites import Site
+from common.sites import Site, write_site
 from common.wire import DeviceKind, Sample, TelemetryBatch
 from tests import servers
 
@@ -69,10 +68,7 @@ def write_sites(directory: Path, school_ids: list[str], poll_period_s: int | Non
         school = make_site(school_id)
         if poll_period_s is not None:
             school = school.model_copy(update={"poll_period_s": poll_period_s})
-        data = school.model_dump(mode="json")
-        (directory / f"{school_id}.yaml").write_text(
-            yaml.safe_dump(data, allow_unicode=True), encoding="utf-8"
-        )
+        write_site(school, directory)
     return directory
 
 

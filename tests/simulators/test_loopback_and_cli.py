@@ -1,4 +1,4 @@
-"""Loopback addresses for many schools on one machine, and the ``sim`` command."""
+"""Loopback addresses for many schools on one machine, and the ``sim`` command (with virtual serial lines)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import typer
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from typer.testing import CliRunner
 
-from common.sites import Site, TcpTransport
+from common.sites import RtuTransport, Site, TcpTransport, load_site, write_site
 from simulators.cli import sim_command
 from simulators.loopback import loopback_site, loopback_sites, tcp_endpoint_count
 from tests.conftest import SITES_DIR
@@ -125,3 +125,53 @@ def test_the_command_serves_until_sigterm_and_stops_cleanly(tmp_path: Path) -> N
     assert f"sp5/inverter: SunSpecInverter unit 1 on 127.0.0.1:{first_port}" in text
     assert f"sp5/meter: Sdm630 unit 1 on 127.0.0.1:{first_port + 1}" in text
     assert "speed 60x" in text and "Traceback" not in text
+
+
+@pytest.mark.timeout(60)
+def test_the_command_serves_rtu_devices_on_virtual_lines_and_writes_the_agents_site_files(
+    tmp_path: Path,
+) -> None:
+    """A school whose inverter is on RS-485: `--virtual-serial` serves it on a pseudo-terminal pair, and
+    `--write-sites` hands the agent a site file naming its end of the line (and the meter's loopback port)."""
+    school = load_site(SITES_DIR / "sp5.yaml")
+    rtu = RtuTransport(device="/dev/ttyUSB0", baud=19200)
+    devices = [school.devices[0].model_copy(update={"transport": rtu}), *school.devices[1:]]
+    source = write_site(school.model_copy(update={"devices": devices}), tmp_path / "sites")
+    first_port = two_free_ports()
+    written = tmp_path / "agent-sites"
+    clock = "scaled:start=2026-06-15T10:00:00Z,speed=1"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOKALNIE_CLOCK": clock}
+    command = [
+        sys.executable, "-c", "import typer; from simulators.cli import sim_command; typer.run(sim_command)",
+        "--site", str(source), "--loopback-port", str(first_port), "--virtual-serial",
+        "--write-sites", str(written),
+    ]  # fmt: skip
+    log = tmp_path / "sim.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        wait_for_port(first_port, process=process)
+        agent_site = load_site(written / "sp5.yaml")
+        inverter, meter = agent_site.devices[0].transport, agent_site.devices[1].transport
+        assert isinstance(inverter, RtuTransport) and inverter.device.startswith("/dev/pts/")
+        assert inverter.baud == 19200
+        assert isinstance(meter, TcpTransport) and (meter.host, meter.port) == ("127.0.0.1", first_port)
+
+        async def read_marker() -> list[int]:
+            client = AsyncModbusSerialClient(inverter.device, baudrate=19200, timeout=1, retries=1)
+            assert await client.connect()
+            try:
+                return list((await client.read_holding_registers(40000, count=2, device_id=1)).registers)
+            finally:
+                client.close()
+
+        assert asyncio.run(read_marker()) == [0x5375, 0x6E53]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        stop_process(process)
+    text = log.read_text()
+    assert f"sp5/inverter: the agent's end of its virtual serial line is {inverter.device}" in text
+    assert "Traceback" not in text
