@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import typer
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from typer.testing import CliRunner
 
 from common.sites import RtuTransport, Site, TcpTransport, load_site, write_site
@@ -88,39 +90,51 @@ def two_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
+SIM = [sys.executable, "-c", "import typer; from simulators.cli import sim_command; typer.run(sim_command)"]
+
+
+@contextmanager
+def running_sim(args: list[str], log: Path, clock: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The ``sim`` command with ``args`` in its own process group, its output in ``log``; stopped after."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOKALNIE_CLOCK": clock}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*SIM, *args], stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+def sunspec_marker(make_client: Callable[[], ModbusBaseClient]) -> list[int]:
+    """The two registers at 40000 of unit 1 ('SunS' on a SunSpec device), read by a new client."""
+
+    async def read() -> list[int]:
+        client = make_client()
+        assert await client.connect()
+        try:
+            return list((await client.read_holding_registers(40000, count=2, device_id=1)).registers)
+        finally:
+            client.close()
+
+    return asyncio.run(read())
+
+
 @pytest.mark.timeout(60)
 def test_the_command_serves_until_sigterm_and_stops_cleanly(tmp_path: Path) -> None:
     first_port = two_free_ports()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "LOKALNIE_CLOCK": "scaled:start=2026-06-15T10:00:00Z,speed=60",
-    }
-    command = [
-        sys.executable, "-c", "import typer; from simulators.cli import sim_command; typer.run(sim_command)",
-        "--site", str(SITES_DIR / "sp5.yaml"), "--loopback-port", str(first_port), "--seed", "3",
-    ]  # fmt: skip
+    args = ["--site", str(SITES_DIR / "sp5.yaml"), "--loopback-port", str(first_port), "--seed", "3"]
     log = tmp_path / "sim.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    try:
+    with running_sim(args, log, "scaled:start=2026-06-15T10:00:00Z,speed=60") as process:
         wait_for_port(first_port + 1, process=process)
 
-        async def read_marker() -> list[int]:
-            client = AsyncModbusTcpClient("127.0.0.1", port=first_port, timeout=2, retries=0)
-            await client.connect()
-            try:
-                return list((await client.read_holding_registers(40000, count=2, device_id=1)).registers)
-            finally:
-                client.close()
+        def client() -> ModbusBaseClient:
+            return AsyncModbusTcpClient("127.0.0.1", port=first_port, timeout=2, retries=0)
 
-        assert asyncio.run(read_marker()) == [0x5375, 0x6E53]
+        assert sunspec_marker(client) == [0x5375, 0x6E53]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-    finally:
-        stop_process(process)
     text = log.read_text()
     assert f"sp5/inverter: SunSpecInverter unit 1 on 127.0.0.1:{first_port}" in text
     assert f"sp5/meter: Sdm630 unit 1 on 127.0.0.1:{first_port + 1}" in text
@@ -139,19 +153,10 @@ def test_the_command_serves_rtu_devices_on_virtual_lines_and_writes_the_agents_s
     source = write_site(school.model_copy(update={"devices": devices}), tmp_path / "sites")
     first_port = two_free_ports()
     written = tmp_path / "agent-sites"
-    clock = "scaled:start=2026-06-15T10:00:00Z,speed=1"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LOKALNIE_CLOCK": clock}
-    command = [
-        sys.executable, "-c", "import typer; from simulators.cli import sim_command; typer.run(sim_command)",
-        "--site", str(source), "--loopback-port", str(first_port), "--virtual-serial",
-        "--write-sites", str(written),
-    ]  # fmt: skip
+    args = ["--site", str(source), "--loopback-port", str(first_port), "--virtual-serial"]
+    args += ["--write-sites", str(written)]
     log = tmp_path / "sim.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    try:
+    with running_sim(args, log, "scaled:start=2026-06-15T10:00:00Z,speed=1") as process:
         wait_for_port(first_port, process=process)
         agent_site = load_site(written / "sp5.yaml")
         inverter, meter = agent_site.devices[0].transport, agent_site.devices[1].transport
@@ -159,19 +164,12 @@ def test_the_command_serves_rtu_devices_on_virtual_lines_and_writes_the_agents_s
         assert inverter.baud == 19200
         assert isinstance(meter, TcpTransport) and (meter.host, meter.port) == ("127.0.0.1", first_port)
 
-        async def read_marker() -> list[int]:
-            client = AsyncModbusSerialClient(inverter.device, baudrate=19200, timeout=1, retries=1)
-            assert await client.connect()
-            try:
-                return list((await client.read_holding_registers(40000, count=2, device_id=1)).registers)
-            finally:
-                client.close()
+        def client() -> ModbusBaseClient:
+            return AsyncModbusSerialClient(inverter.device, baudrate=19200, timeout=1, retries=1)
 
-        assert asyncio.run(read_marker()) == [0x5375, 0x6E53]
+        assert sunspec_marker(client) == [0x5375, 0x6E53]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-    finally:
-        stop_process(process)
     text = log.read_text()
     assert f"sp5/inverter: the agent's end of its virtual serial line is {inverter.device}" in text
     assert "Traceback" not in text
