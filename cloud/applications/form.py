@@ -7,7 +7,7 @@ import re
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from cloud.applications.pesel import pesel_problem
@@ -94,6 +94,16 @@ def polish_error(field: str, problem: str) -> PydanticCustomError:
     )
 
 
+# The validation context under which a stored application is read back: the rules that judge a filing
+# (bounds, what goes with what) were applied when it was filed and are not applied again, so that a record
+# filed under earlier rules stays readable when they change. Types are still checked.
+STORED = {"stored": True}
+
+
+def _filing(info: ValidationInfo) -> bool:
+    return not (info.context or {}).get("stored", False)
+
+
 def _iban_ok(digits: str) -> bool:
     """A Polish account number (NRB, 26 digits) with its IBAN check digits."""
     rearranged = digits[2:] + "2521" + digits[:2]  # "PL" = 25 21
@@ -151,14 +161,16 @@ class ApplicationForm(BaseModel):
 
     @field_validator("first_name", "last_name")
     @classmethod
-    def _name(cls, value: str, info: Any) -> str:
-        if not value or not _NAME.match(value):
-            raise polish_error(info.field_name, "podaj je literami (bez cyfr i znaków specjalnych).")
+    def _name(cls, value: str, info: ValidationInfo) -> str:
+        if _filing(info) and (not value or not _NAME.match(value)):
+            raise polish_error(str(info.field_name), "podaj je literami (bez cyfr i znaków specjalnych).")
         return value
 
     @field_validator("pesel")
     @classmethod
-    def _pesel(cls, value: str) -> str:
+    def _pesel(cls, value: str, info: ValidationInfo) -> str:
+        if not _filing(info):
+            return value
         problem = pesel_problem(value)
         if problem is not None:
             raise polish_error("pesel", f"nieprawidłowy numer PESEL: {problem}")
@@ -166,9 +178,9 @@ class ApplicationForm(BaseModel):
 
     @field_validator("phone")
     @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not _filing(info):
+            return value
         compact = re.sub(r"[\s-]", "", value)
         if not _PHONE.match(compact):
             raise polish_error("phone", "podaj 9 cyfr numeru (z +48 lub bez).")
@@ -176,27 +188,27 @@ class ApplicationForm(BaseModel):
 
     @field_validator("email")
     @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) > 254 or not _EMAIL.match(value)):
+    def _email(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and _filing(info) and (len(value) > 254 or not _EMAIL.match(value)):
             raise polish_error("email", "to nie wygląda na adres e-mail (np. jan@example.pl).")
         return value
 
     @field_validator(*_BOUNDS)
     @classmethod
-    def _within_bounds(cls, value: float | None, info: Any) -> float | None:
-        low, high, unit = _BOUNDS[info.field_name]
-        if value is not None and not low <= value <= high:
+    def _within_bounds(cls, value: float | None, info: ValidationInfo) -> float | None:
+        low, high, unit = _BOUNDS[str(info.field_name)]
+        if value is not None and _filing(info) and not low <= value <= high:
             space = NBSP if unit else ""
             given = f"{figure_pl(value)}{space}{unit}"
             limits = f"od {figure_pl(low)} do {figure_pl(high)}{space}{unit}"
-            raise polish_error(info.field_name, f"musi być {limits}, podano {given}.")
+            raise polish_error(str(info.field_name), f"musi być {limits}, podano {given}.")
         return value
 
     @field_validator("bank_account")
     @classmethod
-    def _account(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not _filing(info):
+            return value
         digits = re.sub(r"[\s-]", "", value).upper().removeprefix("PL")
         if len(digits) != 26 or not digits.isdigit() or not _iban_ok(digits):
             raise polish_error(
@@ -205,7 +217,9 @@ class ApplicationForm(BaseModel):
         return digits
 
     @model_validator(mode="after")
-    def _pairs_and_de_minimis(self) -> ApplicationForm:
+    def _pairs_and_de_minimis(self, info: ValidationInfo) -> ApplicationForm:
+        if not _filing(info):
+            return self
         if (self.planned_consumption_per_year is None) != (self.planned_consumption_unit is None):
             given_unit = self.planned_consumption_unit is not None
             field = "planned_consumption_per_year" if given_unit else "planned_consumption_unit"
@@ -222,7 +236,9 @@ class ApplicationForm(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _contact_and_consent(self) -> ApplicationForm:
+    def _contact_and_consent(self, info: ValidationInfo) -> ApplicationForm:
+        if not _filing(info):
+            return self
         if self.phone is None and self.email is None:
             raise polish_error(
                 "phone", "podaj numer telefonu albo adres e-mail, abyśmy mogli się skontaktować."

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.applications.errors import ApplicationInputError, IdempotencyConflictError, StatusChangeError
-from cloud.applications.form import ApplicationForm
+from cloud.applications.form import STORED, ApplicationForm
 from cloud.applications.tables import SmogApplication, SmogApplicationEvent
 from cloud.smog.tables import SmogAddress
 
@@ -130,7 +130,9 @@ def _encrypt_json(cipher: MultiFernet, value: Any) -> bytes:
 
 def personal_data(cipher: MultiFernet, application: SmogApplication) -> PersonalData:
     raw = json.loads(cipher.decrypt(application.personal_data_encrypted))
-    return PersonalData(form=ApplicationForm.model_validate(raw["form"]), address_label=raw["address_label"])
+    # Read as filed: the filing rules of its day were checked then (`cloud.applications.form.STORED`).
+    form = ApplicationForm.model_validate(raw["form"], context=STORED)
+    return PersonalData(form=form, address_label=raw["address_label"])
 
 
 def proof_bytes(cipher: MultiFernet, application: SmogApplication) -> bytes:

@@ -4,6 +4,7 @@ link and PDF, the officer's endpoints, encryption at rest, logs without personal
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import uuid
@@ -306,6 +307,30 @@ def test_personal_data_is_encrypted_at_rest(api: SmogApi) -> None:
     for secret in (PESEL, "Wróblewska", "Wroblewska", "601234567", "zofia.wroblewska", "Łaska", "123/4"):
         assert secret.encode() not in dump and secret.encode() not in blobs, secret
     assert PNG not in blobs
+
+
+def test_an_application_filed_under_earlier_rules_stays_readable(api: SmogApi) -> None:
+    """A record is read as it was filed: a form stored before the de minimis rule (business share, no aid
+    given, no investor type) still opens for the officer and as a PDF."""
+    body = file(api, form(api)).json()
+    cipher = api.config.cipher()
+    legacy = {
+        key: value
+        for key, value in form(api).items()
+        if key not in ("investor_type", "de_minimis_aid_pln", "consent")
+    }
+    legacy.update(usable_area_m2=110.0, business_share_percent=20.0, phone="601234567", consent=True)
+    with Session(api.engine) as session, session.begin():
+        application = session.scalars(select(SmogApplication)).one()
+        application.personal_data_encrypted = cipher.encrypt(
+            json.dumps({"form": legacy, "address_label": "Łaska 41, 98-220 Zduńska Wola"}).encode()
+        )
+    api.as_officer()
+    detail = api.client.get(f"{ROOT}/SS-2026-000001")
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["applicant"]["business_share_percent"] == 20.0
+    assert detail.json()["applicant"]["de_minimis_aid_pln"] is None
+    assert api.client.get(body["pdf_url"]).status_code == 200
 
 
 def test_logs_of_a_full_flow_hold_no_personal_data(api: SmogApi, caplog: pytest.LogCaptureFixture) -> None:
