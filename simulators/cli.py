@@ -15,7 +15,7 @@ import typer
 from common.clock import Clock, clock_from_env
 from common.config import ConfigError
 from common.logs import setup_logging
-from common.sites import RtuTransport, Site, load_site, write_site
+from common.sites import Site, load_site, write_site
 from simulators.loopback import loopback_sites
 from simulators.serial_line import on_virtual_lines
 from simulators.server import SiteSimulator
@@ -79,7 +79,7 @@ def sim_command(
     if loopback_port is not None:
         sites = loopback_sites(sites, loopback_port)
     with ExitStack() as lines:
-        serial_ports: list[dict[str, str]] = [{} for _ in sites]
+        serial_ports: list[dict[str, str]] | None = None
         if virtual_serial:
             sites, serial_ports = on_virtual_lines(sites, lines)
         if write_sites is not None:
@@ -90,31 +90,12 @@ def sim_command(
                 raise typer.Exit(code=EXIT_BAD_CONFIG) from None
             for path in written:
                 logger.info("site file for the agent: %s", path)
-        _serve(sites, clock, seed, serial_ports, loopback_port)
-
-
-def _serve(
-    sites: Sequence[Site],
-    clock: Clock,
-    seed: int,
-    serial_ports: Sequence[Mapping[str, str]],
-    loopback_port: int | None,
-) -> None:
-    for site, ports in zip(sites, serial_ports, strict=True):
-        for device in site.devices:
-            if isinstance(device.transport, RtuTransport) and device.transport.device in ports:
-                logger.info(
-                    "%s/%s: the agent's end of its virtual serial line is %s",
-                    site.id,
-                    device.id,
-                    device.transport.device,
-                )
-    try:
-        asyncio.run(serve_until_signalled(sites, clock, seed=seed, serial_ports=serial_ports))
-    except OSError as error:
-        hint = "" if loopback_port is not None else " (use --loopback-port to serve on 127.0.0.1)"
-        logger.error("%s%s", error, hint)
-        raise typer.Exit(code=EXIT_CANNOT_SERVE) from None
+        try:
+            asyncio.run(serve_until_signalled(sites, clock, seed=seed, serial_ports=serial_ports))
+        except OSError as error:
+            hint = "" if loopback_port is not None else " (use --loopback-port to serve on 127.0.0.1)"
+            logger.error("%s%s", error, hint)
+            raise typer.Exit(code=EXIT_CANNOT_SERVE) from None
 
 
 async def serve_until_signalled(

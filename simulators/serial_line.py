@@ -10,6 +10,7 @@ those of a real line. No ``socat`` is needed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import threading
@@ -20,6 +21,8 @@ from contextlib import ExitStack
 from types import TracebackType
 
 from common.sites import RtuTransport, Site
+
+logger = logging.getLogger(__name__)
 
 _POLL_S = 0.02
 _CHUNK = 4096
@@ -109,7 +112,9 @@ def on_virtual_lines(sites: Sequence[Site], stack: ExitStack) -> tuple[list[Site
                 if line is None:
                     line = stack.enter_context(VirtualSerialLine(transport.baud, pace=True))
                     lines[transport.device] = line
-                moved_transport = transport.model_copy(update={"device": line.client_port})
+                end = line.client_port
+                logger.info("%s/%s: the agent's end of its serial line is %s", site.id, device.id, end)
+                moved_transport = transport.model_copy(update={"device": end})
                 device = device.model_copy(update={"transport": moved_transport})
             devices.append(device)
         moved.append(site.model_copy(update={"devices": devices}))

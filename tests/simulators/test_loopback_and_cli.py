@@ -171,5 +171,5 @@ def test_the_command_serves_rtu_devices_on_virtual_lines_and_writes_the_agents_s
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     text = log.read_text()
-    assert f"sp5/inverter: the agent's end of its virtual serial line is {inverter.device}" in text
+    assert f"sp5/inverter: the agent's end of its serial line is {inverter.device}" in text
     assert "Traceback" not in text
