@@ -54,6 +54,7 @@ from tests.ingest import load
 READINGS_PER_S = float(os.environ.get("BENCH_INGEST_READINGS_PER_S", "20000"))
 FIXED_RATE_S = float(os.environ.get("BENCH_INGEST_SECONDS", "60"))
 THROUGHPUT_MESSAGES = int(os.environ.get("BENCH_INGEST_MESSAGES", "60000"))
+# postgresql, sqlite, and postgresql_durable: a server that waits for the disk at each commit, as in production.
 DATABASES = [
     name for name in os.environ.get("BENCH_INGEST_DATABASES", "postgresql,sqlite").split(",") if name
 ]
@@ -311,11 +312,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def postgres_server(work: Path) -> Iterator[servers.Postgres | None]:
-    if "postgresql" not in DATABASES:
+def postgres_server(work: Path, kind: str) -> Iterator[servers.Postgres | None]:
+    """The PostgreSQL server of a database kind: ``postgresql`` is the tests' (no waiting for the disk),
+    ``postgresql_durable`` one that fsyncs every commit as production does."""
+    if kind == "sqlite":
         yield None
         return
-    with servers.postgres(work / "postgres") as server:
+    with servers.postgres(work / kind, durable=kind == "postgresql_durable") as server:
         yield server
 
 
@@ -363,8 +366,8 @@ def main() -> None:
         broker_p99 = percentile(broker_lags, 0.99)
         print(f"broker at {READINGS_PER_S:.0f} readings/s: delivery lag p99 {broker_p99 * 1000:.1f} ms")
 
-        with postgres_server(work) as postgres:
-            for kind in DATABASES:
+        for kind in DATABASES:
+            with postgres_server(work, kind) as postgres:
                 rounds = []
                 for number in range(1, ROUNDS + 1):
                     measured = throughput_round(work, compressed, kind, postgres, sites_dir)

@@ -132,12 +132,15 @@ def _as_postgres_user() -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres(log_dir: Path) -> Iterator[Postgres]:
+def postgres(log_dir: Path, durable: bool = False) -> Iterator[Postgres]:
     """A real PostgreSQL cluster on loopback with a database and user ``lokalnie`` (password ``lokalnie``).
 
     The cluster lives in its own directory under the system's temporary directory: pytest's are private to
-    the user running the tests, and the server runs as ``postgres`` when the tests run as root.
+    the user running the tests, and the server runs as ``postgres`` when the tests run as root. Unless
+    ``durable``, it does not wait for the disk (no fsync, no synchronous commit): tests do not survive a power
+    cut anyway; a benchmark of what production does asks for ``durable``.
     """
+    durability = "on" if durable else "off"
     log_dir.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="lokalnie-pg-"))
     data = directory / "data"
@@ -182,11 +185,11 @@ def postgres(log_dir: Path) -> Iterator[Postgres]:
                 "-k",
                 str(directory),
                 "-c",
-                "fsync=off",
+                f"fsync={durability}",
                 "-c",
-                "synchronous_commit=off",
+                f"synchronous_commit={durability}",
                 "-c",
-                "full_page_writes=off",
+                f"full_page_writes={durability}",
                 "-c",
                 "max_connections=100",
             ],

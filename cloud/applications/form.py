@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from cloud.applications.pesel import pesel_problem
 from cloud.smog.estimate import CurrentHeatingKind, OptionKind
-from cloud.smog.wording import NBSP, figure_pl
+from cloud.smog.wording import out_of_bounds_pl
 
 FIELD_LABELS_PL: dict[str, str] = {
     "first_name": "imię",
@@ -198,10 +198,7 @@ class ApplicationForm(BaseModel):
     def _within_bounds(cls, value: float | None, info: ValidationInfo) -> float | None:
         low, high, unit = _BOUNDS[str(info.field_name)]
         if value is not None and _filing(info) and not low <= value <= high:
-            space = NBSP if unit else ""
-            given = f"{figure_pl(value)}{space}{unit}"
-            limits = f"od {figure_pl(low)} do {figure_pl(high)}{space}{unit}"
-            raise polish_error(str(info.field_name), f"musi być {limits}, podano {given}.")
+            raise polish_error(str(info.field_name), out_of_bounds_pl(value, low, high, unit))
         return value
 
     @field_validator("bank_account")

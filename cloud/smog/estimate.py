@@ -35,7 +35,7 @@ from cloud.smog.subsidies import (
     clean_air_tier,
 )
 from cloud.smog.trace import DataReference, Trace
-from cloud.smog.wording import number_pl, pln
+from cloud.smog.wording import number_pl, out_of_bounds_pl, pln
 
 HORIZON_YEARS = 15
 HEATED_AREA_M2 = (10.0, 1000.0)
@@ -84,6 +84,13 @@ def _polish(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("smog_input", "{message}", {"message": message, "field": field})
 
 
+def _bounded(field: str, label_pl: str, value: float, bounds: tuple[float, float], unit: str = "") -> float:
+    low, high = bounds
+    if not (math.isfinite(value) and low <= value <= high):
+        raise _polish(field, f"Pole „{field}” ({label_pl}): {out_of_bounds_pl(value, low, high, unit)}")
+    return value
+
+
 # --- request ---------------------------------------------------------------------------------------------
 
 
@@ -123,24 +130,14 @@ class LoanRequest(BaseModel):
     @field_validator("annual_rate_percent")
     @classmethod
     def _rate(cls, value: float) -> float:
-        low, high = LOAN_RATE_PERCENT
-        if not (math.isfinite(value) and low <= value <= high):
-            raise _polish(
-                "loan.annual_rate_percent",
-                f"Pole „loan.annual_rate_percent” (oprocentowanie kredytu): musi być od {low:g} do "
-                f"{high:g} % rocznie, podano {value:g}.",
-            )
-        return value
+        return _bounded(
+            "loan.annual_rate_percent", "oprocentowanie kredytu", value, LOAN_RATE_PERCENT, "% rocznie"
+        )
 
     @field_validator("years")
     @classmethod
     def _years(cls, value: int) -> int:
-        low, high = LOAN_YEARS
-        if not low <= value <= high:
-            raise _polish(
-                "loan.years",
-                f"Pole „loan.years” (okres kredytu): musi być od {low} do {high} lat, podano {value}.",
-            )
+        _bounded("loan.years", "okres kredytu w latach", value, LOAN_YEARS)
         return value
 
     @model_validator(mode="after")
@@ -191,14 +188,7 @@ class EstimateRequest(BaseModel):
     @field_validator("heated_area_m2")
     @classmethod
     def _area(cls, value: float) -> float:
-        low, high = HEATED_AREA_M2
-        if not (math.isfinite(value) and low <= value <= high):
-            raise _polish(
-                "heated_area_m2",
-                f"Pole „heated_area_m2” (powierzchnia ogrzewana): musi wynosić od {low:g} do {high:g} m², "
-                f"podano {value:g} m².",
-            )
-        return value
+        return _bounded("heated_area_m2", "powierzchnia ogrzewana", value, HEATED_AREA_M2, "m²")
 
     @field_validator("income_pln_per_person_month", "applicant_income_pln_per_year")
     @classmethod
@@ -211,13 +201,7 @@ class EstimateRequest(BaseModel):
     @field_validator("household_size")
     @classmethod
     def _household(cls, value: int) -> int:
-        low, high = HOUSEHOLD_SIZE
-        if not low <= value <= high:
-            raise _polish(
-                "household_size",
-                f"Pole „household_size” (liczba osób w gospodarstwie): musi być od {low} do {high}, "
-                f"podano {value}.",
-            )
+        _bounded("household_size", "liczba osób w gospodarstwie", value, HOUSEHOLD_SIZE)
         return value
 
     @model_validator(mode="after")
@@ -466,17 +450,31 @@ def _current(trace: Trace, house: _House) -> CurrentHeatingSummary:
 class _Figures:
     """What an option's own computation yields before grants and the loan are applied."""
 
-    connection_length_m: float | None
-    connection_pln: float
     heat_source_lines: list[CostLine]
     internal_pln: float
     removal_pln: float
     clean_air_items: list[CostItem]
-    clean_air_excluded_pl: str | None
     energy: EnergyUse
     energy_pln: float
-    fixed_pln: float
     emissions: Emissions
+    fixed_pln: float = 0.0
+    connection_length_m: float | None = None
+    connection_pln: float = 0.0
+    # Why the "Czyste Powietrze" programme pays nothing for this source, when it does not.
+    clean_air_excluded_pl: str | None = None
+
+
+def _cost_line(key: str, label_pl: str, amount_pln: float) -> CostLine:
+    """A line of the investment, named by the data key its cost comes from."""
+    return CostLine(key=key, label_pl=label_pl, amount_pln=_money(amount_pln))
+
+
+def _energy_use(final_kwh: float, quantity: float, unit: str, decimals: int = 1) -> EnergyUse:
+    return EnergyUse(
+        final_energy_kwh_per_year=round(final_kwh, 1),
+        quantity_per_year=round(quantity, decimals),
+        quantity_unit=unit,
+    )
 
 
 def _common_costs(trace: Trace, house: _House, needs_central_heating: bool) -> tuple[float, float]:
@@ -546,17 +544,10 @@ def _bought_fuel(
     price = trace.value(f"prices.{fuel}.{price_key}")
     cost = float(trace.formula(formulas.quantity_cost_pln_per_year)(quantity, price))
     co2 = _co2(trace, fuel_gj, co2_key)
-    energy = EnergyUse(
-        final_energy_kwh_per_year=round(final_kwh, 1),
-        quantity_per_year=round(quantity, decimals),
-        quantity_unit=unit,
-    )
-    return energy, cost, co2
+    return _energy_use(final_kwh, quantity, unit, decimals), cost, co2
 
 
-def _with_central_heating(
-    trace: Trace, house: _House, items: list[CostItem], internal: float
-) -> list[CostItem]:
+def _with_central_heating(items: list[CostItem], internal: float) -> list[CostItem]:
     if internal > 0:
         items.append(CostItem("central_heating_installation", internal))
     return items
@@ -585,26 +576,15 @@ def _district_heat(trace: Trace, house: _House, site: Site) -> _Figures:
         connection_length_m=round(distance, 1),
         connection_pln=connection,
         heat_source_lines=[
-            CostLine(
-                key="investments.heat_sources.district_heat_substation",
-                label_pl="węzeł cieplny",
-                amount_pln=_money(substation),
-            )
+            _cost_line("investments.heat_sources.district_heat_substation", "węzeł cieplny", substation)
         ],
         internal_pln=internal,
         removal_pln=removal,
         clean_air_items=_with_central_heating(
-            trace,
-            house,
             [CostItem("district_heat_connection_with_substation", connection + substation + removal)],
             internal,
         ),
-        clean_air_excluded_pl=None,
-        energy=EnergyUse(
-            final_energy_kwh_per_year=round(final_kwh, 1),
-            quantity_per_year=round(heat_gj, 3),
-            quantity_unit="GJ",
-        ),
+        energy=_energy_use(final_kwh, heat_gj, "GJ", decimals=3),
         energy_pln=energy_pln,
         fixed_pln=fixed_pln,
         emissions=_emissions(trace, "district_heat_substation", heat_gj, co2),
@@ -638,21 +618,17 @@ def _network_gas(trace: Trace, house: _House, site: Site) -> _Figures:
         connection_length_m=round(distance, 1),
         connection_pln=connection,
         heat_source_lines=[
-            CostLine(
-                key="investments.heat_sources.gas_condensing_boiler",
-                label_pl="kocioł gazowy kondensacyjny z montażem",
-                amount_pln=_money(boiler),
+            _cost_line(
+                "investments.heat_sources.gas_condensing_boiler",
+                "kocioł gazowy kondensacyjny z montażem",
+                boiler,
             )
         ],
         internal_pln=internal,
         removal_pln=removal,
         clean_air_items=[],
         clean_air_excluded_pl=_gas_exclusion(trace),
-        energy=EnergyUse(
-            final_energy_kwh_per_year=round(final_kwh, 1),
-            quantity_per_year=round(final_kwh, 1),
-            quantity_unit="kWh",
-        ),
+        energy=_energy_use(final_kwh, final_kwh, "kWh"),
         energy_pln=energy_pln,
         fixed_pln=fixed_pln,
         emissions=_emissions(trace, "gas_condensing_boiler", fuel_gj, co2),
@@ -690,18 +666,11 @@ def _electric(
     energy_pln = float(trace.formula(formulas.quantity_cost_pln_per_year)(final_kwh, price))
     co2 = _co2(trace, final_kwh, "electricity_kg_per_kwh")
     return _Figures(
-        connection_length_m=None,
-        connection_pln=0.0,
         heat_source_lines=heat_source_lines,
         internal_pln=internal,
         removal_pln=removal,
         clean_air_items=clean_air_items,
-        clean_air_excluded_pl=None,
-        energy=EnergyUse(
-            final_energy_kwh_per_year=round(final_kwh, 1),
-            quantity_per_year=round(final_kwh, 1),
-            quantity_unit="kWh",
-        ),
+        energy=_energy_use(final_kwh, final_kwh, "kWh"),
         energy_pln=energy_pln,
         fixed_pln=fixed,
         emissions=_emissions(trace, appliance, final_gj, co2),
@@ -712,14 +681,10 @@ def _heat_pump(tariff: Literal["g11", "g12"]) -> Callable[[Trace, _House, Site],
     def compute(trace: Trace, house: _House, site: Site) -> _Figures:
         pump = _band(trace, "investments.heat_sources.heat_pump_air_water", house.design_heat_power_kw)
         internal, removal = _common_costs(trace, house, needs_central_heating=True)
-        items = _with_central_heating(
-            trace, house, [CostItem("heat_pump_air_water", pump + removal)], internal
-        )
+        items = _with_central_heating([CostItem("heat_pump_air_water", pump + removal)], internal)
         lines = [
-            CostLine(
-                key="investments.heat_sources.heat_pump_air_water",
-                label_pl="pompa ciepła powietrze-woda z montażem",
-                amount_pln=_money(pump),
+            _cost_line(
+                "investments.heat_sources.heat_pump_air_water", "pompa ciepła powietrze-woda z montażem", pump
             )
         ]
         return _electric(
@@ -747,16 +712,8 @@ def _electric_heaters(trace: Trace, house: _House, site: Site) -> _Figures:
     # Room heaters need no water central heating, so no internal installation is counted.
     internal, removal = _common_costs(trace, house, needs_central_heating=False)
     lines = [
-        CostLine(
-            key="investments.electric_heaters.per_kw_pln",
-            label_pl="grzejniki elektryczne z montażem",
-            amount_pln=_money(heaters),
-        ),
-        CostLine(
-            key="investments.electric_heaters.wiring_pln",
-            label_pl="obwody elektryczne grzejników",
-            amount_pln=_money(wiring),
-        ),
+        _cost_line("investments.electric_heaters.per_kw_pln", "grzejniki elektryczne z montażem", heaters),
+        _cost_line("investments.electric_heaters.wiring_pln", "obwody elektryczne grzejników", wiring),
     ]
     items = [CostItem("electric_heating", heaters + wiring + removal)]
     return _electric(
@@ -778,24 +735,14 @@ def _pellet(trace: Trace, house: _House, site: Site) -> _Figures:
     final_kwh, fuel_gj = _final(trace, house, "efficiencies.pellet_boiler")
     energy, energy_pln, co2 = _bought_fuel(trace, final_kwh, fuel_gj, "wood_pellet", "wood_kg_per_gj", "t")
     return _Figures(
-        connection_length_m=None,
-        connection_pln=0.0,
         heat_source_lines=[
-            CostLine(
-                key="investments.heat_sources.pellet_boiler",
-                label_pl="kocioł na pellet z montażem",
-                amount_pln=_money(boiler),
-            )
+            _cost_line("investments.heat_sources.pellet_boiler", "kocioł na pellet z montażem", boiler)
         ],
         internal_pln=internal,
         removal_pln=removal,
-        clean_air_items=_with_central_heating(
-            trace, house, [CostItem("pellet_boiler", boiler + removal)], internal
-        ),
-        clean_air_excluded_pl=None,
+        clean_air_items=_with_central_heating([CostItem("pellet_boiler", boiler + removal)], internal),
         energy=energy,
         energy_pln=energy_pln,
-        fixed_pln=0.0,
         emissions=_emissions(trace, "pellet_boiler", fuel_gj, co2),
     )
 
@@ -807,17 +754,13 @@ def _lpg(trace: Trace, house: _House, site: Site) -> _Figures:
     final_kwh, fuel_gj = _final(trace, house, "efficiencies.lpg_condensing_boiler")
     energy, energy_pln, co2 = _bought_fuel(trace, final_kwh, fuel_gj, "lpg", "lpg_kg_per_gj", "l")
     return _Figures(
-        connection_length_m=None,
-        connection_pln=0.0,
         heat_source_lines=[
-            CostLine(
-                key="investments.heat_sources.lpg_condensing_boiler",
-                label_pl="kocioł kondensacyjny LPG z montażem",
-                amount_pln=_money(boiler),
+            _cost_line(
+                "investments.heat_sources.lpg_condensing_boiler",
+                "kocioł kondensacyjny LPG z montażem",
+                boiler,
             ),
-            CostLine(
-                key="investments.lpg_tank_pln", label_pl="zbiornik LPG z montażem", amount_pln=_money(tank)
-            ),
+            _cost_line("investments.lpg_tank_pln", "zbiornik LPG z montażem", tank),
         ],
         internal_pln=internal,
         removal_pln=removal,
@@ -825,7 +768,6 @@ def _lpg(trace: Trace, house: _House, site: Site) -> _Figures:
         clean_air_excluded_pl=_gas_exclusion(trace),
         energy=energy,
         energy_pln=energy_pln,
-        fixed_pln=0.0,
         emissions=_emissions(trace, "lpg_condensing_boiler", fuel_gj, co2),
     )
 
@@ -921,29 +863,24 @@ def _option(
     total = figures.connection_pln + heat_source + figures.internal_pln + figures.removal_pln
     lines = list(figures.heat_source_lines)
     if figures.connection_pln:
-        network_key = "district_heat" if kind == "district_heat" else "natural_gas"
+        network = _NETWORK_OF[kind][0]
+        length = number_pl(figures.connection_length_m or 0)
         lines.insert(
             0,
-            CostLine(
-                key=f"investments.connections.{network_key}",
-                label_pl=f"przyłącze ({number_pl(figures.connection_length_m or 0)} m)",
-                amount_pln=_money(figures.connection_pln),
+            _cost_line(
+                f"investments.connections.{network}", f"przyłącze ({length} m)", figures.connection_pln
             ),
         )
     if figures.internal_pln:
         lines.append(
-            CostLine(
-                key="investments.internal_installation_pln_per_m2",
-                label_pl="instalacja centralnego ogrzewania",
-                amount_pln=_money(figures.internal_pln),
+            _cost_line(
+                "investments.internal_installation_pln_per_m2",
+                "instalacja centralnego ogrzewania",
+                figures.internal_pln,
             )
         )
     lines.append(
-        CostLine(
-            key="investments.old_stove_removal_pln",
-            label_pl="demontaż starego pieca",
-            amount_pln=_money(figures.removal_pln),
-        )
+        _cost_line("investments.old_stove_removal_pln", "demontaż starego pieca", figures.removal_pln)
     )
     investment = InvestmentBreakdown(
         connection_length_m=figures.connection_length_m,

@@ -3,6 +3,8 @@ comma, "zł"."""
 
 from __future__ import annotations
 
+import math
+
 NBSP = "\u00a0"
 
 
@@ -17,6 +19,14 @@ def figure_pl(value: float) -> str:
     ``2.5`` → ``"2,5"``."""
     text = number_pl(value, 2)
     return text.rstrip("0").rstrip(",") if "," in text else text
+
+
+def out_of_bounds_pl(value: float, low: float, high: float, unit: str = "") -> str:
+    """Why a figure is refused: ``"musi być od 10 do 1 000 m², podano 0 m²."``."""
+    space = NBSP if unit else ""
+    limits = f"od {figure_pl(low)} do {figure_pl(high)}{space}{unit}"
+    given = f"{figure_pl(value)}{space}{unit}" if math.isfinite(value) else "wartość, która nie jest liczbą"
+    return f"musi być {limits}, podano {given}."
 
 
 def pln(value: float) -> str:

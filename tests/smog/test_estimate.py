@@ -387,7 +387,7 @@ def test_grants_never_exceed_the_investment(
     ("payload", "field", "words"),
     [
         ({"heated_area_m2": 0}, "heated_area_m2", "powierzchnia ogrzewana"),
-        ({"heated_area_m2": 100000}, "heated_area_m2", "od 10 do 1000 m²"),
+        ({"heated_area_m2": 100000}, "heated_area_m2", "od 10 do 1\u00a0000\u00a0m²"),
         ({"income_pln_per_person_month": -5}, "income_pln_per_person_month", "nie może być ujemne"),
         (
             {"loan": {"amount_pln": 10000, "annual_rate_percent": 5, "years": 300}},

@@ -75,7 +75,7 @@ BASE = {"heated_area_m2": 120, "building_standard": "before_1967"}
     [
         ({"address_id": 987654}, ["body", "address_id"], "nie znaleziono adresu"),
         ({"heated_area_m2": 0}, ["body", "heated_area_m2"], "powierzchnia ogrzewana"),
-        ({"heated_area_m2": 100_000}, ["body", "heated_area_m2"], "od 10 do 1000 m²"),
+        ({"heated_area_m2": 100_000}, ["body", "heated_area_m2"], "od 10 do 1\u00a0000\u00a0m²"),
         ({"income_pln_per_person_month": -1}, ["body", "income_pln_per_person_month"], "nie może być ujemne"),
         (
             {"applicant_income_pln_per_year": -5},

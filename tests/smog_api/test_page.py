@@ -138,7 +138,7 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
             expect(area).to_be_focused()
             page.keyboard.type("0")
             page.keyboard.press("Enter")
-            expect(page.locator("#heated_area_m2-error")).to_contain_text("od 10 do 1000 m²")
+            expect(page.locator("#heated_area_m2-error")).to_contain_text("od 10 do 1\u00a0000\u00a0m²")
             expect(area).to_have_attribute("aria-invalid", "true")
 
             area.fill("120")
