@@ -54,7 +54,7 @@ from tests.ingest import load
 READINGS_PER_S = float(os.environ.get("BENCH_INGEST_READINGS_PER_S", "20000"))
 FIXED_RATE_S = float(os.environ.get("BENCH_INGEST_SECONDS", "60"))
 THROUGHPUT_MESSAGES = int(os.environ.get("BENCH_INGEST_MESSAGES", "60000"))
-# postgresql, sqlite, and postgresql_durable: a server that waits for the disk at each commit, as in production.
+# postgresql, sqlite, and postgresql_durable: a server that waits for the disk at each commit (production).
 DATABASES = [
     name for name in os.environ.get("BENCH_INGEST_DATABASES", "postgresql,sqlite").split(",") if name
 ]

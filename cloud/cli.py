@@ -198,9 +198,45 @@ def api_command(
         uvicorn.Server(config).run()
 
 
-def _start(**options: Any) -> tuple[Settings, Clock]:
-    """Settings from the environment and the options given, the clock, and a prepared database; on a problem,
-    one line in the log and the exit code that says which kind of problem."""
+def prune_command(
+    database_url: DatabaseUrlOption = None,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            help="Keep this many days of raw rows; longer than LOKALNIE_INGEST_MAX_PAST_DAYS "
+            "[env LOKALNIE_RAW_RETENTION_DAYS; default 730]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Delete the raw samples, counter readings and dead letters older than the retention; the 15-minute
+    intervals, corrections and events stay. For a daily timer; safe beside running ingest workers, and an
+    interrupted run is simply run again (the clock: env LOKALNIE_CLOCK)."""
+    from cloud.db.engine import make_engine
+    from cloud.db.migrate import upgrade_database
+    from cloud.ingest.checks import DAY_MS
+    from cloud.ingest.retention import prune_raw_readings
+
+    setup_logging("prune")
+    settings, clock = _settings(database_url=database_url, raw_retention_days=retention_days)
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade_database(settings.database_url)
+        report = prune_raw_readings(engine, clock.now_ms() - settings.raw_retention_days * DAY_MS)
+    except (SQLAlchemyError, OSError) as error:
+        _refuse(f"cannot prune the database: {_first_line(error)}", EXIT_DATABASE_UNAVAILABLE)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"Deleted {report.samples} samples, {report.counter_readings} counter readings and "
+        f"{report.dead_letters} dead letters older than {settings.raw_retention_days} days."
+    )
+
+
+def _settings(**options: Any) -> tuple[Settings, Clock]:
+    """Settings from the environment and the options given, and the clock; on a problem, one line in the log
+    and the exit code for a bad configuration."""
     try:
         # Given under the environment variables' names, so that an error names the variable.
         given = {_ENV_NAMES[name]: value for name, value in options.items() if value is not None}
@@ -208,19 +244,29 @@ def _start(**options: Any) -> tuple[Settings, Clock]:
     except ValidationError as error:
         _refuse(f"bad configuration: {describe_validation_error(error)}", EXIT_BAD_CONFIGURATION)
     try:
-        clock = clock_from_env()
+        return settings, clock_from_env()
     except ValueError as error:
         _refuse(f"bad configuration: LOKALNIE_CLOCK: {error}", EXIT_BAD_CONFIGURATION)
+
+
+def _start(**options: Any) -> tuple[Settings, Clock]:
+    """`_settings`, and a prepared database; on a problem, one line in the log and the exit code that says
+    which kind of problem."""
+    settings, clock = _settings(**options)
     try:
         sites = prepare_database(settings)
     except ConfigError as error:
         _refuse(f"bad configuration: {error}", EXIT_BAD_CONFIGURATION)
     except (SQLAlchemyError, OSError) as error:
-        cause = getattr(error, "orig", None) or error
-        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        _refuse(f"cannot prepare the database: {detail}", EXIT_DATABASE_UNAVAILABLE)
+        _refuse(f"cannot prepare the database: {_first_line(error)}", EXIT_DATABASE_UNAVAILABLE)
     logger.info("database ready; %d schools registered from %s", len(sites), settings.sites_dir)
     return settings, clock
+
+
+def _first_line(error: BaseException) -> str:
+    """What a database error says, in one line (the driver's error, not SQLAlchemy's wrapping)."""
+    cause = getattr(error, "orig", None) or error
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
 
 
 def _refuse(reason: str, code: int) -> NoReturn:

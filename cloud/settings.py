@@ -153,6 +153,15 @@ class Settings(BaseSettings):
             description="A sample further behind the ingest's clock than this is refused [days].",
         ),
     ] = 400
+    raw_retention_days: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_RAW_RETENTION_DAYS",
+            ge=2,
+            description="Raw samples, counter readings and dead letters older than this are deleted by "
+            "'lokalnie prune' [days]; longer than LOKALNIE_INGEST_MAX_PAST_DAYS.",
+        ),
+    ] = 730
     ingest_pv_power_margin: Annotated[
         float,
         Field(
@@ -407,6 +416,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"no rate limit called {name!r}; there are {', '.join(DEFAULT_RATE_LIMITS)}")
             parse_rate(rate, name)
         return rates
+
+    @model_validator(mode="after")
+    def _retention_beyond_acceptance(self) -> Settings:
+        # A reading the ingest still accepts needs its neighbours and duplicates (cloud.ingest.retention).
+        if self.raw_retention_days <= self.ingest_max_past_days:
+            raise ValueError(
+                f"LOKALNIE_RAW_RETENTION_DAYS ({self.raw_retention_days}) must be longer than "
+                f"LOKALNIE_INGEST_MAX_PAST_DAYS ({self.ingest_max_past_days}): the ingest still accepts "
+                "readings that old, and they need the raw rows around them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_ready(self) -> Settings:
