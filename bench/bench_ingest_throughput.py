@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
@@ -108,9 +109,9 @@ def _messages(plan: Plan, share: int, shares: int) -> list[tuple[int, str, bytes
     return out
 
 
-def _publish(port: int, plan: Plan, share: int, ready: Event, go: Event) -> None:
+def _publish(port: int, plan: Plan, share: int, ready: Event, go: Event, cpu_s: Synchronized[float]) -> None:
     """One publisher process: prepare its messages, wait for the start, send them (on time in a real-time
-    plan), wait for every PUBACK."""
+    plan), wait for every PUBACK; the CPU time that took in ``cpu_s``."""
     from common.broker import parse_broker_url
     from common.mqtt import make_client
 
@@ -122,6 +123,7 @@ def _publish(port: int, plan: Plan, share: int, ready: Event, go: Event) -> None
     client.loop_start()
     ready.set()
     go.wait()
+    started_cpu_s = time.process_time()
     infos = []
     for due_ms, topic, payload in messages:
         if plan.realtime:
@@ -131,18 +133,29 @@ def _publish(port: int, plan: Plan, share: int, ready: Event, go: Event) -> None
         infos.append(client.publish(topic, payload, qos=1))
     for info in infos:
         info.wait_for_publish(300)
+    cpu_s.value = time.process_time() - started_cpu_s
     client.disconnect()
     client.loop_stop()
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """The publisher processes: ``go`` starts them; ``cpu_s`` holds the CPU time each spent sending, once
+    they have finished."""
+
+    go: Event
+    cpu_s: list[Synchronized[float]]
+
+
 @contextmanager
-def publishers(port: int, plan: Plan) -> Iterator[Event]:
-    """Publisher processes with their messages ready; set the event they yield to start them."""
+def publishers(port: int, plan: Plan) -> Iterator[Fleet]:
+    """Publisher processes with their messages ready; set the fleet's ``go`` to start them."""
     context = multiprocessing.get_context("fork")
     go = context.Event()
     readies = [context.Event() for _ in range(PUBLISHERS)]
+    cpu_s = [context.Value("d", 0.0) for _ in range(PUBLISHERS)]
     processes = [
-        context.Process(target=_publish, args=(port, plan, share, readies[share], go))
+        context.Process(target=_publish, args=(port, plan, share, readies[share], go, cpu_s[share]))
         for share in range(PUBLISHERS)
     ]
     for process in processes:
@@ -151,7 +164,7 @@ def publishers(port: int, plan: Plan) -> Iterator[Event]:
         for ready in readies:
             if not ready.wait(600):
                 raise TimeoutError("a publisher did not get ready")
-        yield go
+        yield Fleet(go, cpu_s)
     finally:
         go.set()
         for process in processes:
@@ -177,9 +190,9 @@ def broker_ceiling(work: Path, make_plan: Callable[[], Plan]) -> tuple[Plan, flo
             )  # fmt: skip
         try:
             time.sleep(1.0)
-            with publishers(broker.port, plan) as go:
+            with publishers(broker.port, plan) as fleet:
                 began = time.time()
-                go.set()
+                fleet.go.set()
                 receiver.wait(1800)
         finally:
             if receiver.poll() is None:
@@ -225,6 +238,9 @@ class IngestRun:
     histogram: LagHistogram
     # Real time of the last commit minus the last sample's time.
     behind_last_sample_s: float
+    # CPU time per message [µs] of the ingest processes, the broker, the database's server processes and
+    # the publishers, from the start to the last commit.
+    cpu_us_per_message: dict[str, float]
 
 
 def ingest_run(
@@ -262,9 +278,11 @@ def ingest_run(
 
             plan = make_plan()
             total = plan.messages * 2
-            with publishers(broker.port, plan) as go:
+            with publishers(broker.port, plan) as fleet:
                 began = time.time()
-                go.set()
+                watched = _watched(processes, broker, engine)
+                cpu_before = {pid: cpu_seconds(pid) for pids in watched.values() for pid in pids}
+                fleet.go.set()
                 while (stored := committed()) < total:
                     if any(process.poll() is not None for process in processes):
                         raise RuntimeError(f"an ingest process died; see {work}")
@@ -272,6 +290,11 @@ def ingest_run(
                         raise TimeoutError(f"only {stored} of {total} samples committed")
                     time.sleep(0.05)
                 finished = time.time()
+                cpu_s = {
+                    part: sum(cpu_seconds(pid) - cpu_before.get(pid, 0.0) for pid in pids)
+                    for part, pids in _watched(processes, broker, engine).items()
+                }
+            cpu_s["publishers"] = sum(value.value for value in fleet.cpu_s)
             with engine.connect() as connection:
                 counted = int(connection.exec_driver_sql("SELECT COUNT(*) FROM samples").scalar_one())
                 readings = int(
@@ -293,7 +316,59 @@ def ingest_run(
             {key: merged.counts[key] + histogram.counts[key] for key in merged.counts},
             merged.sum_s + histogram.sum_s,
         )
-    return IngestRun(plan, finished - began, readings, merged, finished - plan.last_sample_ms / 1000.0)
+    cpu_us_per_message = {part: seconds / plan.messages * 1e6 for part, seconds in cpu_s.items()}
+    return IngestRun(
+        plan,
+        finished - began,
+        readings,
+        merged,
+        finished - plan.last_sample_ms / 1000.0,
+        cpu_us_per_message,
+    )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time [s] a process has used, user and system; 0 when it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    """The processes whose command line contains ``text``."""
+    pids = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in path.read_bytes().decode(errors="replace"):
+                pids.append(int(path.parent.name))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
+
+
+def _watched(
+    workers: list[subprocess.Popen[bytes]], broker: servers.Broker, engine: sa.Engine
+) -> dict[str, list[int]]:
+    """The processes whose CPU time a run counts, by part: the ingest workers, the broker (found by its
+    directory in its command line) and, on PostgreSQL, the server processes serving the run's database."""
+    watched = {
+        "ingest": [process.pid for process in workers],
+        "broker": _pids_mentioning(str(broker.directory)),
+    }
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            watched["database"] = list(
+                connection.exec_driver_sql(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).scalars()
+            )
+    return watched
 
 
 def _as_dict(value: object) -> dict[str, object] | None:
@@ -328,16 +403,18 @@ def throughput_round(
     kind: str,
     postgres: servers.Postgres | None,
     sites_dir: Path,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """One round, each part right after the other: the broker's ceiling, then one ingest worker, then two,
-    on the same messages [readings/s]. The machine's speed drifts by a fifth over minutes; measured side by
-    side, the ratios of a round hold."""
+    on the same messages [readings/s]; and the CPU time per message of each part of the two ingest runs.
+    The machine's speed drifts by a fifth over minutes; measured side by side, the ratios of a round hold."""
     plan, seconds, _ = broker_ceiling(work, make_plan)
     measured = {"ceiling": plan.readings / seconds}
+    cpu = {}
     for workers, key in ((1, "one_worker"), (2, "two_workers")):
         run = ingest_run(work, make_plan, new_database(kind, work, postgres), sites_dir, workers)
         measured[key] = run.readings / run.seconds
-    return measured
+        cpu[key] = run.cpu_us_per_message
+    return measured, cpu
 
 
 def main() -> None:
@@ -369,14 +446,19 @@ def main() -> None:
         for kind in DATABASES:
             with postgres_server(work, kind) as postgres:
                 rounds = []
+                cpu_rounds = []
                 for number in range(1, ROUNDS + 1):
-                    measured = throughput_round(work, compressed, kind, postgres, sites_dir)
+                    measured, cpu = throughput_round(work, compressed, kind, postgres, sites_dir)
                     rounds.append(measured)
+                    cpu_rounds.append(cpu)
                     one, two, ceiling = (measured[k] for k in ("one_worker", "two_workers", "ceiling"))
                     print(
                         f"{kind}, round {number}: broker {ceiling:.0f}, one worker {one:.0f} "
                         f"({one / ceiling:.2f}), two {two:.0f} ({two / ceiling:.2f}) readings/s"
                     )
+                    for key, parts in cpu.items():
+                        shares = ", ".join(f"{part} {us:.0f}" for part, us in parts.items())
+                        print(f"  CPU per message [µs], {key.replace('_', ' ')}: {shares}")
                 ceiling = statistics.median(r["ceiling"] for r in rounds)
                 for workers, key in ((1, "one_worker"), (2, "two_workers")):
                     rate = statistics.median(r[key] for r in rounds)
@@ -395,6 +477,7 @@ def main() -> None:
                             "messages": plan.messages,
                             "readings": plan.readings,
                             "rounds": rounds,
+                            "cpu_us_per_message_per_round": [cpu[key] for cpu in cpu_rounds],
                             "ratio_per_round": ratios,
                             "ratio_median_of_rounds": statistics.median(ratios),
                             "ingest_workers": workers,
@@ -421,6 +504,7 @@ def main() -> None:
                     "sample time, p99)",
                     details={
                         "offered_readings_per_s": run.plan.readings / duration_s,
+                        "cpu_us_per_message": run.cpu_us_per_message,
                         "committed_readings": run.readings,
                         "committed_readings_per_s_over_the_run": run.readings / duration_s,
                         "last_commit_after_last_sample_s": run.behind_last_sample_s,
