@@ -19,6 +19,9 @@ MONTHS_PER_YEAR = 12
 
 
 def _out(value: object) -> Numeric:
+    """A scalar result as a float (NumPy's float64 is one), an array as a float64 array."""
+    if isinstance(value, float | int):
+        return float(value)
     array = np.asarray(value, dtype=np.float64)
     return float(array) if array.ndim == 0 else array
 
@@ -42,7 +45,7 @@ def heat_demand_kwh_per_year(heated_area_m2: Numeric, heat_demand_kwh_per_m2_yea
     -----
     .. math:: Q = A \\cdot q
     """
-    return _out(np.multiply(heated_area_m2, heat_demand_kwh_per_m2_year))
+    return _out(heated_area_m2 * heat_demand_kwh_per_m2_year)
 
 
 def design_heat_power_kw(heat_demand_kwh_per_year: Numeric, full_load_hours_h: Numeric) -> Numeric:
@@ -65,7 +68,7 @@ def design_heat_power_kw(heat_demand_kwh_per_year: Numeric, full_load_hours_h: N
     -----
     .. math:: P = Q / h_{\\mathrm{full}}
     """
-    return _out(np.divide(heat_demand_kwh_per_year, full_load_hours_h))
+    return _out(heat_demand_kwh_per_year / full_load_hours_h)
 
 
 def final_energy_kwh_per_year(heat_demand_kwh_per_year: Numeric, efficiency: Numeric) -> Numeric:
@@ -87,12 +90,12 @@ def final_energy_kwh_per_year(heat_demand_kwh_per_year: Numeric, efficiency: Num
     -----
     .. math:: E = Q / \\eta \\quad\\text{or}\\quad E = Q / \\mathrm{SCOP}
     """
-    return _out(np.divide(heat_demand_kwh_per_year, efficiency))
+    return _out(heat_demand_kwh_per_year / efficiency)
 
 
 def energy_gj(energy_kwh: Numeric) -> Numeric:
     """Energy in GJ from kWh: :math:`E_{GJ} = 0.0036\\,E_{kWh}`."""
-    return _out(np.multiply(energy_kwh, GJ_PER_KWH))
+    return _out(energy_kwh * GJ_PER_KWH)
 
 
 def solid_fuel_tonnes_per_year(
@@ -104,9 +107,7 @@ def solid_fuel_tonnes_per_year(
     -----
     .. math:: m_t = \\frac{3.6\\,E}{\\mathrm{CV}_{MJ/kg} \\cdot 1000}
     """
-    return _out(
-        np.divide(np.multiply(final_energy_kwh_per_year, MJ_PER_KWH), calorific_value_mj_per_kg) / 1000.0
-    )
+    return _out(final_energy_kwh_per_year * MJ_PER_KWH / calorific_value_mj_per_kg / 1000.0)
 
 
 def lpg_litres_per_year(final_energy_kwh_per_year: Numeric, calorific_value_mj_per_litre: Numeric) -> Numeric:
@@ -116,17 +117,17 @@ def lpg_litres_per_year(final_energy_kwh_per_year: Numeric, calorific_value_mj_p
     -----
     .. math:: V_l = \\frac{3.6\\,E}{\\mathrm{CV}_{MJ/l}}
     """
-    return _out(np.divide(np.multiply(final_energy_kwh_per_year, MJ_PER_KWH), calorific_value_mj_per_litre))
+    return _out(final_energy_kwh_per_year * MJ_PER_KWH / calorific_value_mj_per_litre)
 
 
 def quantity_cost_pln_per_year(quantity_per_year: Numeric, price_pln_per_unit: Numeric) -> Numeric:
     """Yearly cost of a fuel bought by quantity (tonnes, litres, kWh): :math:`C = m \\cdot p`."""
-    return _out(np.multiply(quantity_per_year, price_pln_per_unit))
+    return _out(quantity_per_year * price_pln_per_unit)
 
 
 def fixed_charges_pln_per_year(fixed_pln_per_month: Numeric) -> Numeric:
     """Fixed monthly charges over a year: :math:`C_{fix} = 12\\,c_{month}`."""
-    return _out(np.multiply(fixed_pln_per_month, MONTHS_PER_YEAR))
+    return _out(fixed_pln_per_month * MONTHS_PER_YEAR)
 
 
 def network_gas_energy_cost_pln_per_year(
@@ -138,7 +139,7 @@ def network_gas_energy_cost_pln_per_year(
     -----
     .. math:: C = E\\,(p_{fuel} + p_{dist})
     """
-    return _out(np.multiply(final_energy_kwh_per_year, np.add(fuel_pln_per_kwh, distribution_pln_per_kwh)))
+    return _out(final_energy_kwh_per_year * (fuel_pln_per_kwh + distribution_pln_per_kwh))
 
 
 def g12_mean_price_pln_per_kwh(
@@ -150,8 +151,7 @@ def g12_mean_price_pln_per_kwh(
     -----
     .. math:: \\bar p = (1 - s)\\,p_{day} + s\\,p_{night}
     """
-    share = np.asarray(night_share, dtype=np.float64)
-    return _out((1.0 - share) * np.asarray(day_pln_per_kwh) + share * np.asarray(night_pln_per_kwh))
+    return _out((1.0 - night_share) * day_pln_per_kwh + night_share * night_pln_per_kwh)
 
 
 def district_heat_energy_cost_pln_per_year(
@@ -163,7 +163,7 @@ def district_heat_energy_cost_pln_per_year(
     -----
     .. math:: C = H_{GJ}\\,(p_{heat} + p_{trans})
     """
-    return _out(np.multiply(heat_bought_gj_per_year, np.add(heat_pln_per_gj, transmission_pln_per_gj)))
+    return _out(heat_bought_gj_per_year * (heat_pln_per_gj + transmission_pln_per_gj))
 
 
 def capacity_charges_pln_per_year(ordered_power_kw: Numeric, capacity_pln_per_kw_month: Numeric) -> Numeric:
@@ -173,7 +173,7 @@ def capacity_charges_pln_per_year(ordered_power_kw: Numeric, capacity_pln_per_kw
     -----
     .. math:: C_{cap} = 12\\,P_{ordered}\\,c_{kW,month}
     """
-    return _out(np.multiply(ordered_power_kw, capacity_pln_per_kw_month) * MONTHS_PER_YEAR)
+    return _out(ordered_power_kw * capacity_pln_per_kw_month * MONTHS_PER_YEAR)
 
 
 def connection_cost_pln(distance_m: Numeric, fixed_pln: Numeric, per_metre_pln: Numeric) -> Numeric:
@@ -183,7 +183,7 @@ def connection_cost_pln(distance_m: Numeric, fixed_pln: Numeric, per_metre_pln: 
     -----
     .. math:: C = C_{fixed} + c_{m}\\,d
     """
-    return _out(np.add(fixed_pln, np.multiply(per_metre_pln, distance_m)))
+    return _out(fixed_pln + per_metre_pln * distance_m)
 
 
 def banded_cost_pln(heat_power_kw: float, bands: Sequence[tuple[float | None, float]]) -> float:
@@ -202,7 +202,7 @@ def banded_cost_pln(heat_power_kw: float, bands: Sequence[tuple[float | None, fl
 
 def per_unit_cost_pln(quantity: Numeric, cost_pln_per_unit: Numeric) -> Numeric:
     """Cost of something priced per unit (m² of installation, kW of heaters): :math:`C = n \\cdot c`."""
-    return _out(np.multiply(quantity, cost_pln_per_unit))
+    return _out(quantity * cost_pln_per_unit)
 
 
 def capped_share_pln(eligible_cost_pln: Numeric, rate: Numeric, cap_pln: Numeric) -> Numeric:
@@ -212,7 +212,7 @@ def capped_share_pln(eligible_cost_pln: Numeric, rate: Numeric, cap_pln: Numeric
     -----
     .. math:: G = \\min(r\\,C, G_{max})
     """
-    return _out(np.minimum(np.multiply(rate, eligible_cost_pln), cap_pln))
+    return _out(np.minimum(rate * eligible_cost_pln, cap_pln))
 
 
 def annuity_payment_pln_per_month(principal_pln: Numeric, annual_rate: Numeric, years: Numeric) -> Numeric:
@@ -270,7 +270,7 @@ def loan_total_interest_pln(principal_pln: Numeric, annual_rate: Numeric, years:
 
 def loan_total_repaid_pln(principal_pln: Numeric, annual_rate: Numeric, years: Numeric) -> Numeric:
     """Everything repaid over a loan's term: :math:`P + I`, exactly :math:`P` at a zero rate."""
-    return _out(np.add(principal_pln, loan_total_interest_pln(principal_pln, annual_rate, years)))
+    return _out(principal_pln + loan_total_interest_pln(principal_pln, annual_rate, years))
 
 
 def emission_kg_per_year(fuel_energy_gj_per_year: Numeric, factor_g_per_gj: Numeric) -> Numeric:
@@ -280,13 +280,13 @@ def emission_kg_per_year(fuel_energy_gj_per_year: Numeric, factor_g_per_gj: Nume
     -----
     .. math:: m_{kg} = E_{GJ} \\cdot f_{g/GJ} / 1000
     """
-    return _out(np.multiply(fuel_energy_gj_per_year, factor_g_per_gj) / 1000.0)
+    return _out(fuel_energy_gj_per_year * factor_g_per_gj / 1000.0)
 
 
 def co2_kg_per_year(quantity_per_year: Numeric, factor_kg_per_unit: Numeric) -> Numeric:
     """Yearly CO2 from a quantity (GJ of fuel or heat, kWh of electricity) and its factor:
     :math:`m = E \\cdot f`."""
-    return _out(np.multiply(quantity_per_year, factor_kg_per_unit))
+    return _out(quantity_per_year * factor_kg_per_unit)
 
 
 def cost_over_years_pln(
@@ -298,4 +298,4 @@ def cost_over_years_pln(
     -----
     .. math:: C_{T} = I_{net} + I_{loan} + T \\cdot B_{year}
     """
-    return _out(np.add(np.add(net_investment_pln, loan_interest_pln), np.multiply(years, yearly_bill_pln)))
+    return _out(net_investment_pln + loan_interest_pln + years * yearly_bill_pln)
