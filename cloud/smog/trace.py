@@ -3,6 +3,7 @@ every figure a resident sees can be recomputed by hand."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,18 +37,21 @@ class Trace:
     answer's ``data_used``.
     """
 
-    def __init__(self, data: SmogData, ledger: dict[str, DataReference] | None = None) -> None:
+    def __init__(self, data: SmogData) -> None:
         self.data = data
         self._references: dict[str, DataReference] = {}
         self._formulas: list[str] = []
-        self._ledger: dict[str, DataReference] = {} if ledger is None else ledger
+        self._ledger: dict[str, DataReference] = {}
         # Lookups and references are the same for every estimate of a data set: kept with it.
         self._sourced: dict[str, Sourced] = data.memo("sourced")
         self._known: dict[tuple[str, float | str | None], DataReference] = data.memo("references")
 
     def child(self) -> Trace:
         """A trace for a part of the computation that starts from what this one used, sharing its ledger."""
-        return Trace(self.data, self._ledger).extend(self)
+        child = copy.copy(self)
+        child._references = dict(self._references)
+        child._formulas = list(self._formulas)
+        return child
 
     def _item(self, key: str) -> Sourced:
         return self._sourced.get(key) or self.data.sourced(key)
@@ -92,15 +96,6 @@ class Trace:
         if name not in self._formulas:
             self._formulas.append(name)
         return function
-
-    def extend(self, other: Trace) -> Trace:
-        """Take over what ``other`` used (the house's demand, the grant tier) before this computation."""
-        for key, reference in other._references.items():
-            self._references.setdefault(key, reference)
-        for name in other._formulas:
-            if name not in self._formulas:
-                self._formulas.append(name)
-        return self
 
     def _record(self, key: str, value: float | str | None, item: Any) -> None:
         if key in self._references:

@@ -10,8 +10,8 @@ NBSP = "\u00a0"
 
 def number_pl(value: float, decimals: int = 0) -> str:
     """``12345.6`` → ``"12 346"``; with ``decimals=1`` → ``"12 345,6"`` (non-breaking spaces)."""
-    text = f"{value:,.{decimals}f}"
-    return text.replace(",", NBSP).replace(".", ",")
+    text = f"{value:,.{decimals}f}".replace(",", NBSP)
+    return text.replace(".", ",") if decimals else text
 
 
 def figure_pl(value: float) -> str:
