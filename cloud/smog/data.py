@@ -213,6 +213,7 @@ class EfficienciesFile(_Model):
     lpg_condensing_boiler: EfficiencyValue
     district_heat_substation: EfficiencyValue
     heat_pump_air_water_scop: ScopValue
+    heat_pump_air_water_dhw_cop: ScopValue
     pellet_boiler: EfficiencyValue
     electric_heaters: EfficiencyValue
 
@@ -366,9 +367,25 @@ class HoursPerYearValue(SourcedValue):
     value: Annotated[float, Field(gt=0, le=8760, allow_inf_nan=False)]
 
 
+class HotWaterDemand(_Model):
+    """A household's hot water: litres a person uses a day, heated from the cold water's temperature to the
+    supply temperature."""
+
+    litres_per_person_day: PositiveValue
+    supply_temperature_c: PositiveValue
+    cold_water_temperature_c: PositiveValue
+
+    @model_validator(mode="after")
+    def _heated(self) -> HotWaterDemand:
+        if self.supply_temperature_c.value <= self.cold_water_temperature_c.value:
+            raise ValueError("supply_temperature_c must be above cold_water_temperature_c")
+        return self
+
+
 class DemandFile(_Model):
     standards: Annotated[dict[str, BuildingStandard], Field(min_length=1)]
     full_load_hours_h: HoursPerYearValue
+    hot_water: HotWaterDemand
 
 
 # --- network.yaml ----------------------------------------------------------------------------------------

@@ -178,6 +178,11 @@ class EstimateRequest(BaseModel):
         json_schema_extra={"minimum": 0},
     )
     household_size: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 30})
+    hot_water: bool = Field(
+        default=False,
+        description="Whether the heat source heats the household's water too, today and after the change; "
+        "its heat follows household_size.",
+    )
     applicant_income_pln_per_year: float | None = Field(
         default=None,
         description="Applicant's yearly income [zł] (basic Czyste Powietrze tier).",
@@ -351,6 +356,10 @@ class Building(BaseModel):
     building_standard_label_pl: str
     heat_demand_kwh_per_m2_year: float
     heat_demand_kwh_per_year: float
+    hot_water_heat_kwh_per_year: float = Field(
+        description="Useful heat of the household's hot water, counted in every source's energy; 0 unless "
+        "the request's hot_water."
+    )
     full_load_hours_h: float
     design_heat_power_kw: float
     has_central_heating: bool
@@ -389,6 +398,7 @@ class EstimateResponse(BaseModel):
 class _House:
     request: EstimateRequest
     heat_demand_kwh_per_year: float
+    hot_water_heat_kwh_per_year: float
     design_heat_power_kw: float
     central_heating: bool
 
@@ -507,12 +517,17 @@ def _connection(trace: Trace, network: str, distance_m: float) -> float:
     )
 
 
+# Sources that heat water with another efficiency than rooms (a heat pump lifts water to 55 °C).
+_HOT_WATER_EFFICIENCY = {"efficiencies.heat_pump_air_water_scop": "efficiencies.heat_pump_air_water_dhw_cop"}
+
+
 def _final(trace: Trace, house: _House, efficiency_key: str) -> tuple[float, float]:
-    final_kwh = float(
-        trace.formula(formulas.final_energy_kwh_per_year)(
-            house.heat_demand_kwh_per_year, trace.value(efficiency_key)
-        )
-    )
+    """Final energy a source takes a year for the rooms and, when counted, the water [kWh], and in GJ."""
+    final = trace.formula(formulas.final_energy_kwh_per_year)
+    final_kwh = float(final(house.heat_demand_kwh_per_year, trace.value(efficiency_key)))
+    if house.hot_water_heat_kwh_per_year:
+        water_efficiency = trace.value(_HOT_WATER_EFFICIENCY.get(efficiency_key, efficiency_key))
+        final_kwh += float(final(house.hot_water_heat_kwh_per_year, water_efficiency))
     return final_kwh, float(trace.formula(formulas.energy_gj)(final_kwh))
 
 
@@ -987,7 +1002,7 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
     demand = float(trace.formula(formulas.heat_demand_kwh_per_year)(request.heated_area_m2, specific))
     hours = trace.value("demand.full_load_hours_h")
     power = float(trace.formula(formulas.design_heat_power_kw)(demand, hours))
-    house = _House(request, demand, power, request.central_heating)
+    house = _House(request, demand, _hot_water(trace, request), power, request.central_heating)
     current = _current(trace.child(), house)
     tier_trace = trace.child()
     tier = clean_air_tier(
@@ -1009,6 +1024,7 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
         building_standard_label_pl=standards[request.building_standard].label_pl,
         heat_demand_kwh_per_m2_year=specific,
         heat_demand_kwh_per_year=round(demand, 1),
+        hot_water_heat_kwh_per_year=round(house.hot_water_heat_kwh_per_year, 1),
         full_load_hours_h=hours,
         design_heat_power_kw=round(power, 2),
         has_central_heating=house.central_heating,
@@ -1038,6 +1054,21 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
     )
 
 
+def _hot_water(trace: Trace, request: EstimateRequest) -> float:
+    """The household's hot water heat [kWh a year] when the heat source heats it, else 0."""
+    if not request.hot_water:
+        return 0.0
+    base = "demand.hot_water"
+    return float(
+        trace.formula(formulas.hot_water_heat_kwh_per_year)(
+            request.household_size,
+            trace.value(f"{base}.litres_per_person_day"),
+            trace.value(f"{base}.supply_temperature_c"),
+            trace.value(f"{base}.cold_water_temperature_c"),
+        )
+    )
+
+
 def _explain_overall(
     building: Building, current: CurrentHeatingSummary, options: list[HeatingOption], tier: TierDecision
 ) -> str:
@@ -1045,8 +1076,15 @@ def _explain_overall(
     text = (
         f"Dom {number_pl(building.heated_area_m2)} m² ({building.building_standard_label_pl}) potrzebuje ok. "
         f"{number_pl(building.heat_demand_kwh_per_year)} kWh ciepła rocznie (moc ok. "
-        f"{number_pl(building.design_heat_power_kw, 1)} kW). Dziś ({current.label_pl}) ogrzewanie "
-        f"kosztuje ok. {pln(current.yearly_bill.total_pln)} rocznie. "
+        f"{number_pl(building.design_heat_power_kw, 1)} kW)"
+    )
+    if building.hot_water_heat_kwh_per_year:
+        text += (
+            f", a ciepła woda dla domowników ok. {number_pl(building.hot_water_heat_kwh_per_year)} kWh; "
+            "wszystkie źródła liczone z ogrzewaniem wody"
+        )
+    text += (
+        f". Dziś ({current.label_pl}) ogrzewanie kosztuje ok. {pln(current.yearly_bill.total_pln)} rocznie. "
     )
     if available:
         best = available[0]

@@ -16,6 +16,9 @@ from cloud.smog.geo import Numeric
 MJ_PER_KWH = 3.6
 GJ_PER_KWH = 0.0036
 MONTHS_PER_YEAR = 12
+DAYS_PER_YEAR = 365
+# Heat that warms a litre of water by one kelvin [kWh/(l·K)]: 4.19 kJ/(kg·K), a kilogram a litre.
+WATER_KWH_PER_LITRE_K = 4.19 / 3600
 
 
 def _out(value: object) -> Numeric:
@@ -46,6 +49,37 @@ def heat_demand_kwh_per_year(heated_area_m2: Numeric, heat_demand_kwh_per_m2_yea
     .. math:: Q = A \\cdot q
     """
     return _out(heated_area_m2 * heat_demand_kwh_per_m2_year)
+
+
+def hot_water_heat_kwh_per_year(
+    persons: Numeric,
+    litres_per_person_day: Numeric,
+    supply_temperature_c: Numeric,
+    cold_water_temperature_c: Numeric,
+) -> Numeric:
+    """Useful heat a household's hot water takes in a year.
+
+    Parameters
+    ----------
+    persons : numeric
+        People in the household [-].
+    litres_per_person_day : numeric
+        Hot water a person uses a day [l].
+    supply_temperature_c, cold_water_temperature_c : numeric
+        The hot water's temperature and the cold water's it is heated from [°C].
+
+    Returns
+    -------
+    hot_water_heat_kwh_per_year : numeric
+        [kWh/year]; storage and circulation losses not included.
+
+    Notes
+    -----
+    .. math:: Q_{W} = n \\cdot V \\cdot 365 \\cdot c_w \\cdot (\\theta_{W} - \\theta_{0}),
+       \\qquad c_w = 4.19\\,\\mathrm{kJ/(kg\\,K)} = 1.164\\,\\mathrm{Wh/(l\\,K)}
+    """
+    lift_k = supply_temperature_c - cold_water_temperature_c
+    return _out(persons * litres_per_person_day * DAYS_PER_YEAR * WATER_KWH_PER_LITRE_K * lift_k)
 
 
 def design_heat_power_kw(heat_demand_kwh_per_year: Numeric, full_load_hours_h: Numeric) -> Numeric:

@@ -38,7 +38,7 @@ _DELETE = object()
 
 def test_shipped_data_loads_with_a_version() -> None:
     data = load_smog_data()
-    assert data.version == "2026.1"
+    assert data.version == "2026.2"
     assert data.manifest.changelog[0].version == data.version
 
 
@@ -117,7 +117,7 @@ def test_lookup_by_key() -> None:
             "network.yaml: natural_gas.max_distance_m.value",
         ),
         ("demand", ["full_load_hours_h", "value"], 9000, "demand.yaml: full_load_hours_h"),
-        ("manifest", ["version"], "2026.2", "manifest.yaml"),
+        ("manifest", ["version"], "2026.3", "manifest.yaml"),
     ],
 )
 def test_bad_values_are_refused_with_file_and_field(

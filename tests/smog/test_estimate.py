@@ -300,6 +300,72 @@ def test_golden_near_heat_loan() -> None:
     assert gas.reason_pl == "Budynek jest 60 m od sieci gazowej; przyłącze możliwe do 20 m."
 
 
+def test_golden_hot_water_near_gas() -> None:
+    """House A with four people whose water the heat source heats: every source's energy grows by the
+    water's heat over its own efficiency (the heat pump's hot-water COP), and nothing else changes."""
+    without = _run(HOUSE_A, REQUEST_A.model_copy(update={"household_size": 4}))
+    response = _run(HOUSE_A, REQUEST_A.model_copy(update={"household_size": 4, "hot_water": True}))
+    water = YAML["demand"]["hot_water"]
+    lift_k = water["supply_temperature_c"]["value"] - water["cold_water_temperature_c"]["value"]
+    water_kwh = 4 * water["litres_per_person_day"]["value"] * 365 * 4.19 / 3600 * lift_k
+    assert water_kwh == pytest.approx(3823.4, abs=0.1)  # 4 people, 50 l a day, 10 -> 55 °C
+    assert response.building.hot_water_heat_kwh_per_year == pytest.approx(water_kwh, abs=0.05)
+    assert without.building.hot_water_heat_kwh_per_year == 0
+    assert response.building.design_heat_power_kw == without.building.design_heat_power_kw
+    efficiency = {
+        "network_gas": v("efficiencies", "gas_condensing_boiler"),
+        "heat_pump_g12": v("efficiencies", "heat_pump_air_water_dhw_cop"),
+        "heat_pump_g11": v("efficiencies", "heat_pump_air_water_dhw_cop"),
+        "electric_heaters": v("efficiencies", "electric_heaters"),
+        "pellet_boiler": v("efficiencies", "pellet_boiler"),
+        "lpg": v("efficiencies", "lpg_condensing_boiler"),
+    }
+    before = {option.kind: option for option in without.options}
+    for option in response.options:
+        if option.kind not in efficiency:
+            assert not option.available
+            continue
+        assert option.energy is not None and before[option.kind].energy is not None
+        grown = option.energy.final_energy_kwh_per_year - before[option.kind].energy.final_energy_kwh_per_year
+        assert grown == pytest.approx(water_kwh / efficiency[option.kind], abs=0.15), option.kind
+        assert option.investment == before[option.kind].investment, option.kind
+    gas = next(option for option in response.options if option.kind == "network_gas")
+    assert gas.yearly_bill is not None and before["network_gas"].yearly_bill is not None
+    price = v("prices", "natural_gas", "fuel_pln_per_kwh") + v(
+        "prices", "natural_gas", "distribution_pln_per_kwh"
+    )
+    assert gas.yearly_bill.total_pln - before["network_gas"].yearly_bill.total_pln == pytest.approx(
+        water_kwh / efficiency["network_gas"] * price, abs=0.02
+    )
+    coal_gj = (30000 + water_kwh) / v("efficiencies", "coal_stove") * 0.0036
+    assert response.current_heating.yearly_bill.total_pln == pytest.approx(coal_gj / 25.0 * 1450, abs=0.01)
+    pump = next(option for option in response.options if option.kind == "heat_pump_g12")
+    assert "demand.hot_water.litres_per_person_day" in pump.data_keys
+    assert "efficiencies.heat_pump_air_water_dhw_cop" in pump.unconfirmed_keys
+    assert "hot_water_heat_kwh_per_year" in pump.formulas
+    assert "ciepła woda dla domowników ok. 3" in response.explanation_pl
+    assert "hot_water_heat_kwh_per_year" not in {f for o in without.options for f in o.formulas}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(10, 1000), st.integers(1, 30), st.sampled_from(["before_1967", "from_1997"]))
+def test_heating_the_water_too_never_lowers_a_bill(area: float, people: int, standard: str) -> None:
+    request = EstimateRequest(
+        lat=51.6, lon=18.94, heated_area_m2=area, building_standard=standard, household_size=people
+    )
+    site = Site(51.6, 18.94, 5.0, 50.0)
+    without = estimate_for_site(request, site)
+    with_water = estimate_for_site(request.model_copy(update={"hot_water": True}), site)
+    bills = {option.kind: option.yearly_bill for option in without.options}
+    for option in with_water.options:
+        before = bills[option.kind]
+        if option.yearly_bill is None or before is None:
+            assert option.yearly_bill is None and before is None
+            continue
+        assert option.yearly_bill.total_pln > before.total_pln, option.kind
+    assert with_water.current_heating.yearly_bill.total_pln > without.current_heating.yearly_bill.total_pln
+
+
 def test_golden_costs_can_be_printed_for_the_report() -> None:
     for house, request in GOLDEN:
         response = _run(house, request)
@@ -474,7 +540,7 @@ def test_estimate_by_address_id_and_by_coordinates_from_the_sample(tmp_path: Pat
 def test_response_is_json_ready_and_lists_unconfirmed() -> None:
     response = _run(HOUSE_A, REQUEST_A)
     document = response.model_dump(mode="json")
-    assert document["data_version"] == "2026.1"
+    assert document["data_version"] == "2026.2"
     assert "prices.district_heat.heat_pln_per_gj" not in document["unconfirmed_keys"]  # not available here
     assert "subsidies.city_stop_smog.rate" in document["unconfirmed_keys"]
     assert "Ceny energii i paliw przyjęto stałe" in document["prices_assumption_pl"]

@@ -195,6 +195,7 @@ function estimatePayload() {
     building_standard: $("building_standard").value,
     current_heating: $("current_heating").value,
     household_size: numberOrNull("household_size") ?? 1,
+    hot_water: $("hot_water").checked,
   };
   const income = numberOrNull("income_pln_per_person_month");
   if (income !== null) payload.income_pln_per_person_month = income;
