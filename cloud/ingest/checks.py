@@ -18,6 +18,8 @@ from cloud.settings import Settings
 from common.wire import DeviceKind
 
 DAY_MS = 24 * 3600 * 1000
+# A plain string: comparing with the enum member looks the member up each time (per reading, in hot loops).
+_PV_INVERTER: str = DeviceKind.PV_INVERTER.value
 # A counter larger than this (1 TWh) is no school's.
 MAX_COUNTER_WH = 1e12
 MAX_OTHER_ABS = 1e15
@@ -64,7 +66,7 @@ class Limits:
 
     def max_power_w(self, kind: str, pv_kwp: float) -> float:
         """The most a device of ``kind`` at a school with a ``pv_kwp`` roof can deliver [W]."""
-        if kind == DeviceKind.PV_INVERTER:
+        if kind == _PV_INVERTER:
             return self.pv_power_margin * pv_kwp * 1000.0
         return self.max_grid_power_w
 
@@ -117,7 +119,7 @@ def value_range(quantity: str, kind: str, pv_kwp: float, limits: Limits) -> tupl
         return 0.0, MAX_COUNTER_WH, "Wh"
     if _POWER.match(quantity):
         most_w = limits.max_power_w(kind, pv_kwp)
-        low_w = -0.1 * most_w - 1000.0 if kind == DeviceKind.PV_INVERTER else -most_w
+        low_w = -0.1 * most_w - 1000.0 if kind == _PV_INVERTER else -most_w
         return low_w, most_w, "W"
     for suffix, low, high, unit in _RANGES:
         if quantity.endswith(suffix):
@@ -143,6 +145,6 @@ def value_problem(quantity: str, value: float, kind: str, pv_kwp: float, limits:
     if math.isinf(value):
         return f"{quantity} is infinite"
     suffix = f" {unit}" if unit else ""
-    if kind == DeviceKind.PV_INVERTER and unit == "W" and value > high:
+    if kind == _PV_INVERTER and unit == "W" and value > high:
         return f"{quantity} {value:g} W is more than a {pv_kwp:g} kWp roof delivers ({high:g} W)"
     return f"{quantity} {value:g}{suffix} is outside [{low:g}, {high:g}]{suffix}"
