@@ -11,6 +11,10 @@ processes (paho, QoS 1). Everything runs on this machine: publishers, broker, in
   process, then two in one group) instead of mosquitto_sub. Readings committed per second, first publish to
   the last commit (read from the workers' counters, committed with the data); then every sample is counted
   in the database: nothing lost, nothing doubled.
+* CPU time per message of each part of an ingest run, from the start to the last commit: the ingest
+  processes, the broker and the database's server processes (PostgreSQL) from ``/proc``, the publishers
+  from their own clocks. Printed per round and kept in the results: the ingest's own cost holds within a
+  few per cent while the machine's speed and the broker's ceiling drift.
 * Ceiling and throughput are measured in rounds (ceiling, one worker, two workers, one after the other;
   BENCH_INGEST_ROUNDS, 3 by default) because this shared machine's speed drifts by a fifth over minutes;
   the figures are the medians of the rounds, and every round's ratio is kept in the result.
