@@ -77,16 +77,20 @@ def _next_values(connection: Connection, sql: str, parameters: Mapping[str, str]
 
 
 def _delete_by_day(
-    engine: Engine, delete_sql: str, key: Mapping[str, str], oldest_ms: int, until_ms: int
+    engine: Engine, table: str, key_sql: str, key: Mapping[str, str], oldest_ms: int, until_ms: int
 ) -> int:
-    """Run ``delete_sql`` (the rows of ``key`` with ``ts_ms < :upto``) a day further each time, from
-    ``oldest_ms`` to ``until_ms``, one transaction a day."""
+    """Delete the rows of ``table`` matching ``key_sql`` older than ``until_ms``, a day of data a
+    transaction from ``oldest_ms``, skipping days without rows (a device silent for a year costs no
+    transactions for that year)."""
     deleted = 0
-    upto = oldest_ms
-    while upto < until_ms:
-        upto = min(upto + WINDOW_MS, until_ms)
+    start_ms: int | None = oldest_ms
+    while start_ms is not None and start_ms < until_ms:
+        upto = min(start_ms + WINDOW_MS, until_ms)
+        parameters = {**key, "upto": upto}
         with engine.begin() as connection:
-            deleted += connection.execute(text(delete_sql), {**key, "upto": upto}).rowcount or 0
+            where = f"FROM {table} WHERE {key_sql} AND ts_ms"
+            deleted += connection.execute(text(f"DELETE {where} < :upto"), parameters).rowcount or 0
+            start_ms = connection.execute(text(f"SELECT MIN(ts_ms) {where} >= :upto"), parameters).scalar()
     return deleted
 
 
@@ -108,7 +112,8 @@ def _prune_samples(engine: Engine, school_id: str, cutoff_ms: int) -> int:
     return sum(
         _delete_by_day(
             engine,
-            "DELETE FROM samples WHERE school_id = :school AND device_id = :device AND ts_ms < :upto",
+            "samples",
+            "school_id = :school AND device_id = :device",
             {**school, "device": device},
             oldest_ms,
             cutoff_ms,
@@ -149,8 +154,8 @@ def _prune_counter_readings(engine: Engine, school_id: str, cutoff_ms: int) -> i
     return sum(
         _delete_by_day(
             engine,
-            "DELETE FROM counter_readings WHERE school_id = :school AND device_id = :device "
-            "AND quantity = :quantity AND ts_ms < :upto",
+            "counter_readings",
+            "school_id = :school AND device_id = :device AND quantity = :quantity",
             {**school, "device": device, "quantity": quantity},
             oldest_ms,
             kept_ms,

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from cloud.ingest.checks import DAY_MS, Limits
 from cloud.ingest.counters import QUARTER_HOUR_MS
@@ -24,6 +25,8 @@ Q = QUARTER_HOUR_MS
 LIMITS = Limits(max_past_ms=2 * DAY_MS)
 CUTOFF_MS = NOW_MS - 3 * DAY_MS
 OLD_MS = NOW_MS - 4 * DAY_MS
+# A reading three weeks before the others: the prune skips the days between without a transaction each.
+EARLIEST_MS = OLD_MS - 20 * DAY_MS
 PV = Series("inverter", DeviceKind.PV_INVERTER.value, "energy_wh")
 IMPORT = Series("meter", DeviceKind.GRID_METER.value, "import_wh")
 EXPORT = Series("meter", DeviceKind.GRID_METER.value, "export_wh")
@@ -44,7 +47,7 @@ class Fleet:
         self.db.clock.set(now_ms)
         samples = []
         for ts in times:
-            hours = (ts - OLD_MS) / 3.6e6
+            hours = (ts - EARLIEST_MS) / 3.6e6
             if pv:
                 samples.append(self._sample("inverter", DeviceKind.PV_INVERTER, ts, energy_wh=2000 * hours))
             if meter:
@@ -75,6 +78,7 @@ def count(ingest_db: IngestDb, table: str, column: str = "ts_ms", before_ms: int
 
 def test_old_raw_rows_go_and_later_readings_count_as_if_they_had_not(ingest_db: IngestDb) -> None:
     fleet = Fleet(ingest_db)
+    fleet.send(EARLIEST_MS, [EARLIEST_MS])
     old_times = [OLD_MS + step * Q for step in range(9)]
     fleet.send(OLD_MS + 8 * Q, old_times)
     dead = Message(school_topic(fleet.school, Channel.TELEMETRY), b"not json", OLD_MS)
@@ -82,12 +86,18 @@ def test_old_raw_rows_go_and_later_readings_count_as_if_they_had_not(ingest_db: 
     assert ingest_db.store(limits=LIMITS).store([dead]).dead_letters == 1
     # Today: the meter has been reporting for two hours; the inverter has been silent since the old readings.
     fleet.send(NOW_MS, [NOW_MS - 8 * Q + step * Q for step in range(8)], pv=False)
-    assert count(ingest_db, "samples") == 18 and count(ingest_db, "counter_readings") == 27
+    assert count(ingest_db, "samples") == 20 and count(ingest_db, "counter_readings") == 30
     intervals_before = fleet.intervals()
 
+    transactions: list[object] = []
+    count_transaction = transactions.append
+    event.listen(ingest_db.engine, "begin", count_transaction)
     report = prune_raw_readings(ingest_db.engine, CUTOFF_MS)
+    event.remove(ingest_db.engine, "begin", count_transaction)
 
-    assert (report.samples, report.counter_readings, report.dead_letters) == (18, 24, 1)
+    # A transaction per day of data, not per day of the calendar (the three weeks between cost none).
+    assert len(transactions) < 30
+    assert (report.samples, report.counter_readings, report.dead_letters) == (20, 27, 1)
     assert count(ingest_db, "samples") == 0
     assert count(ingest_db, "dead_letters", "received_ms") == 0
     kept = ingest_db.rows(
@@ -102,14 +112,14 @@ def test_old_raw_rows_go_and_later_readings_count_as_if_they_had_not(ingest_db: 
 
     # The inverter reports again: its four days of energy are spread from its newest old reading.
     fleet.send(NOW_MS, [NOW_MS - 2 * Q, NOW_MS - Q], meter=False)
-    expected, _ = interval_rows(fleet.sent, OLD_MS, NOW_MS + Q, MAX_POWER_W)
+    expected, _ = interval_rows(fleet.sent, EARLIEST_MS, NOW_MS + Q, MAX_POWER_W)
     stored = fleet.intervals()
     assert [row[0] for row in stored] == [row["start_ms"] for row in expected]
     for row, want in zip(stored, expected, strict=True):
         for index, name in enumerate(("pv_wh", "import_wh", "export_wh", "consumption_wh"), start=1):
             assert row[index] == pytest.approx(want[name], rel=1e-9, abs=1e-5), name
         assert bool(row[5]) == want["complete"]
-    assert sum(float(row[1]) for row in stored) == pytest.approx(2000 * (NOW_MS - Q - OLD_MS) / 3.6e6)
+    assert sum(float(row[1]) for row in stored) == pytest.approx(2000 * (NOW_MS - Q - EARLIEST_MS) / 3.6e6)
 
 
 def test_the_command_refuses_a_retention_the_ingest_still_reaches(tmp_path: object) -> None:
