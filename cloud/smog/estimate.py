@@ -5,7 +5,8 @@ with units, Polish text for the resident.
 
 Prices are held constant in today's money over the 15 years: no forecast of coal, gas, pellet or electricity
 prices is reliable enough to rank options by, and the first calculator's yearly escalation made the ranking
-depend on a guessed rate more than on the house.
+depend on a guessed rate more than on the house. A resident may ask "what if energy gets dearer?" with their
+own yearly change (``price_change_percent_per_year``), applied to every source's bill alike.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from cloud.smog.subsidies import (
     clean_air_tier,
 )
 from cloud.smog.trace import DataReference, Trace
-from cloud.smog.wording import number_pl, out_of_bounds_pl, pln
+from cloud.smog.wording import NBSP, figure_pl, number_pl, out_of_bounds_pl, pln
 
 HORIZON_YEARS = 15
 HEATED_AREA_M2 = (10.0, 1000.0)
 LOAN_RATE_PERCENT = (0.0, 30.0)
 LOAN_YEARS = (1, 30)
+PRICE_CHANGE_PERCENT = (-10.0, 20.0)
 HOUSEHOLD_SIZE = (1, 30)
 
 CurrentHeatingKind = Literal["coal_stove", "coal_boiler_old", "coal_boiler_class5", "wood_stove"]
@@ -189,6 +191,23 @@ class EstimateRequest(BaseModel):
         json_schema_extra={"minimum": 0},
     )
     loan: LoanRequest | None = None
+    price_change_percent_per_year: float = Field(
+        default=0.0,
+        description="The resident's own assumption of how energy and fuel prices change a year above "
+        "inflation [%], applied to every source's bill alike; 0 holds them constant.",
+        json_schema_extra={"minimum": -10, "maximum": 20},
+    )
+
+    @field_validator("price_change_percent_per_year")
+    @classmethod
+    def _price_change(cls, value: float) -> float:
+        return _bounded(
+            "price_change_percent_per_year",
+            "zmiana cen energii",
+            value,
+            PRICE_CHANGE_PERCENT,
+            "% rocznie",
+        )
 
     @field_validator("heated_area_m2")
     @classmethod
@@ -403,6 +422,11 @@ class _House:
     central_heating: bool
 
 
+def _bill_change(house: _House) -> float:
+    """The resident's yearly change of every bill, as a fraction."""
+    return house.request.price_change_percent_per_year / 100.0
+
+
 def _money(value: float) -> float:
     return round(value, 2)
 
@@ -449,7 +473,11 @@ def _current(trace: Trace, house: _House) -> CurrentHeatingSummary:
         yearly_bill=YearlyBill(energy_pln=_money(bill), fixed_pln=0.0, total_pln=_money(bill)),
         emissions=_emissions(trace, appliance, fuel_gj, co2),
         cost_15_years_pln=_money(
-            float(trace.formula(formulas.cost_over_years_pln)(0.0, 0.0, bill, HORIZON_YEARS))
+            float(
+                trace.formula(formulas.cost_over_years_pln)(
+                    0.0, 0.0, bill, HORIZON_YEARS, _bill_change(house)
+                )
+            )
         ),
         data_keys=trace.keys,
         formulas=trace.formulas,
@@ -916,7 +944,11 @@ def _option(
     loan = _loan(trace, house.request.loan, net)
     interest = loan.total_interest_pln if loan else 0.0
     bill_total = figures.energy_pln + figures.fixed_pln
-    cost_15 = float(trace.formula(formulas.cost_over_years_pln)(net, interest, bill_total, HORIZON_YEARS))
+    cost_15 = float(
+        trace.formula(formulas.cost_over_years_pln)(
+            net, interest, bill_total, HORIZON_YEARS, _bill_change(house)
+        )
+    )
     change = _change(figures.emissions, current.emissions)
     return HeatingOption(
         kind=kind,
@@ -1042,15 +1074,28 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
         subsidy_tier_explanation_pl=tier.explanation_pl,
         options=options,
         horizon_years=HORIZON_YEARS,
-        prices_assumption_pl=(
-            f"Ceny energii i paliw przyjęto stałe przez {HORIZON_YEARS} lat, w dzisiejszych złotych (wersja "
-            f"danych {data.version}); nie prognozujemy ich wzrostu, bo żadna prognoza nie jest dość pewna, "
-            "a ranking zależałby od niej bardziej niż od domu."
-        ),
+        prices_assumption_pl=_prices_assumption(request, data.version),
         explanation_pl=_explain_overall(building, current, options, tier),
         other_programmes_pl=[f"{item.label_pl}: {item.text_pl}" for item in data.subsidies.informational],
         unconfirmed_keys=unconfirmed,
         data_used=trace.ledger,
+    )
+
+
+def _prices_assumption(request: EstimateRequest, version: str) -> str:
+    change = request.price_change_percent_per_year
+    if change == 0:
+        return (
+            f"Ceny energii i paliw przyjęto stałe przez {HORIZON_YEARS} lat, w dzisiejszych złotych (wersja "
+            f"danych {version}); nie prognozujemy ich wzrostu, bo żadna prognoza nie jest dość pewna, "
+            "a ranking zależałby od niej bardziej niż od domu."
+        )
+    direction = "rosną" if change > 0 else "maleją"
+    rate = f"{figure_pl(abs(change))}{NBSP}% rocznie"
+    return (
+        f"Na Twoje życzenie rachunki za energię i paliwa {direction} o {rate} "
+        f"ponad inflację, tak samo dla każdego źródła, przez {HORIZON_YEARS} lat; kwoty w dzisiejszych "
+        f"złotych (ceny wyjściowe z danych w wersji {version}). To założenie, nie prognoza."
     )
 
 

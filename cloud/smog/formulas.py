@@ -324,12 +324,42 @@ def co2_kg_per_year(quantity_per_year: Numeric, factor_kg_per_unit: Numeric) -> 
 
 
 def cost_over_years_pln(
-    net_investment_pln: Numeric, loan_interest_pln: Numeric, yearly_bill_pln: Numeric, years: Numeric = 15
+    net_investment_pln: Numeric,
+    loan_interest_pln: Numeric,
+    yearly_bill_pln: Numeric,
+    years: Numeric = 15,
+    bill_change_per_year: Numeric = 0.0,
 ) -> Numeric:
-    """Total cost of a heating option over a horizon, prices held constant in today's money.
+    """Total cost of a heating option over a horizon, in today's money.
+
+    Parameters
+    ----------
+    net_investment_pln, loan_interest_pln : numeric
+        What the resident pays for the investment after grants, and a loan's interest [zł].
+    yearly_bill_pln : numeric
+        The first year's bill [zł/year].
+    years : numeric, default 15
+        The horizon [years].
+    bill_change_per_year : numeric, default 0
+        How much the bill changes each year as a fraction (0.03 for +3 %); 0 holds prices constant.
 
     Notes
     -----
-    .. math:: C_{T} = I_{net} + I_{loan} + T \\cdot B_{year}
+    With :math:`g` the yearly change, the bills of years :math:`0 \\ldots T-1` add up to
+
+    .. math:: C_{T} = I_{net} + I_{loan} + B_{year} \\sum_{t=0}^{T-1} (1 + g)^t
+              = I_{net} + I_{loan} + B_{year} \\frac{(1 + g)^T - 1}{g}, \\qquad T \\cdot B_{year}
+              \\text{ when } g = 0
+
+    :math:`(1 + g)^T - 1` is computed as :math:`\\operatorname{expm1}(T \\log1p(g))`, exact also for very
+    small changes.
     """
-    return _out(net_investment_pln + loan_interest_pln + years * yearly_bill_pln)
+    if isinstance(bill_change_per_year, float | int) and bill_change_per_year == 0:
+        # Constant prices, the default: no array work for a single estimate.
+        return _out(net_investment_pln + loan_interest_pln + years * yearly_bill_pln)
+    change = np.asarray(bill_change_per_year, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bills_factor = np.where(
+            change == 0, years, np.expm1(years * np.log1p(change)) / np.where(change == 0, 1.0, change)
+        )
+    return _out(net_investment_pln + loan_interest_pln + bills_factor * yearly_bill_pln)

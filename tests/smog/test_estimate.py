@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from cloud.smog import formulas
 from cloud.smog.data import DATA_DIR, SourcedValue, shipped_data
 from cloud.smog.errors import SmogInputError
 from cloud.smog.estimate import (
@@ -366,6 +367,45 @@ def test_heating_the_water_too_never_lowers_a_bill(area: float, people: int, sta
     assert with_water.current_heating.yearly_bill.total_pln > without.current_heating.yearly_bill.total_pln
 
 
+def test_golden_rising_prices_near_gas() -> None:
+    """House A with bills rising 3 % a year: each 15-year cost is the net investment and interest plus the
+    first year's bill times (1.03^15 - 1) / 0.03, the ranking follows, and the assumption is stated."""
+    constant = _run(HOUSE_A, REQUEST_A)
+    rising = _run(HOUSE_A, REQUEST_A.model_copy(update={"price_change_percent_per_year": 3.0}))
+    factor = (1.03**15 - 1) / 0.03  # 18.599
+    before = {option.kind: option for option in constant.options}
+    for option in rising.options:
+        if not option.available:
+            continue
+        base = before[option.kind]
+        assert base.yearly_bill is not None and base.net_investment_pln is not None
+        interest = base.loan.total_interest_pln if base.loan else 0.0
+        expected = base.net_investment_pln + interest + factor * base.yearly_bill.total_pln
+        assert option.cost_15_years_pln == pytest.approx(expected, abs=0.1), option.kind
+        assert option.yearly_bill == base.yearly_bill
+    assert rising.current_heating.cost_15_years_pln == pytest.approx(
+        factor * constant.current_heating.yearly_bill.total_pln, abs=0.1
+    )
+    costs = [option.cost_15_years_pln for option in rising.options if option.available]
+    assert costs == sorted(costs)
+    assert "rosną o 3\u00a0% rocznie" in rising.prices_assumption_pl
+    assert "stałe" in constant.prices_assumption_pl
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0, 1e6), st.floats(0, 1e5), st.floats(-10, 20), st.floats(-10, 20), st.integers(1, 30))
+def test_dearer_energy_never_lowers_a_cost_over_years(
+    investment: float, bill: float, change: float, more: float, years: int
+) -> None:
+    low, high = sorted((change / 100, more / 100))
+    cheaper = formulas.cost_over_years_pln(investment, 0.0, bill, years, low)
+    dearer = formulas.cost_over_years_pln(investment, 0.0, bill, years, high)
+    assert dearer >= cheaper - 1e-6 * max(1.0, cheaper)
+    constant = formulas.cost_over_years_pln(investment, 0.0, bill, years, 0.0)
+    assert constant == pytest.approx(investment + years * bill)
+    assert formulas.cost_over_years_pln(investment, 0.0, bill, years, 1e-12) == pytest.approx(constant)
+
+
 def test_golden_costs_can_be_printed_for_the_report() -> None:
     for house, request in GOLDEN:
         response = _run(house, request)
@@ -467,6 +507,7 @@ def test_grants_never_exceed_the_investment(
         ),
         ({"loan": {"annual_rate_percent": 5, "years": 10}}, "loan", "podaj albo kwotę"),
         ({"household_size": 0}, "household_size", "liczba osób"),
+        ({"price_change_percent_per_year": 50}, "price_change_percent_per_year", "zmiana cen energii"),
         ({"heated_area_m2": "dużo"}, "heated_area_m2", "nieprawidłowa wartość"),
         ({"address_id": None, "lat": None, "lon": None}, "address_id", "wybierz adres"),
         ({"lat": 48.8, "lon": 2.35, "address_id": None}, "lat", "poza Polską"),

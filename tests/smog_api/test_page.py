@@ -145,11 +145,13 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
             page.get_by_label("Kiedy dom zbudowano, czy jest docieplony").select_option("before_1967")
             page.get_by_label("Liczba osób w gospodarstwie").fill("3")
             page.get_by_label("Ten piec lub kocioł grzeje też wodę w kranach").check()
+            page.get_by_label("O ile co roku drożeje energia (% ponad inflację)").fill("2.5")
             page.get_by_role("button", name="Oblicz").press("Enter")
             table = page.get_by_role("table")
             expect(table).to_be_visible()
             assert table.locator("tbody tr").count() == 7
             expect(page.locator("#results-explanation")).to_contain_text("ciepła woda dla domowników")
+            expect(page.locator("#results-version")).to_contain_text("rosną o 2,5\u00a0% rocznie")
             chart = page.get_by_role("img", name="Koszt 15 lat według źródła ciepła")
             expect(chart).to_be_visible()
             assert chart.locator("rect").count() >= 5

@@ -199,6 +199,8 @@ function estimatePayload() {
   };
   const income = numberOrNull("income_pln_per_person_month");
   if (income !== null) payload.income_pln_per_person_month = income;
+  const priceChange = numberOrNull("price_change_percent_per_year");
+  if (priceChange !== null) payload.price_change_percent_per_year = priceChange;
   if ($("loan_wanted").checked) {
     payload.loan = {
       share_of_net_investment: 1,
