@@ -86,10 +86,15 @@ def _delete_by_day(
     start_ms: int | None = oldest_ms
     while start_ms is not None and start_ms < until_ms:
         upto = min(start_ms + WINDOW_MS, until_ms)
-        parameters = {**key, "upto": upto}
+        parameters = {**key, "start": start_ms, "upto": upto}
+        where = f"FROM {table} WHERE {key_sql} AND ts_ms"
         with engine.begin() as connection:
-            where = f"FROM {table} WHERE {key_sql} AND ts_ms"
-            deleted += connection.execute(text(f"DELETE {where} < :upto"), parameters).rowcount or 0
+            # From the window's start, not from the beginning: the index still holds the rows deleted
+            # before until a vacuum, and each delete would walk them all again.
+            deleted += (
+                connection.execute(text(f"DELETE {where} >= :start AND ts_ms < :upto"), parameters).rowcount
+                or 0
+            )
             start_ms = connection.execute(text(f"SELECT MIN(ts_ms) {where} >= :upto"), parameters).scalar()
     return deleted
 
