@@ -122,6 +122,20 @@ def test_old_raw_rows_go_and_later_readings_count_as_if_they_had_not(ingest_db: 
     assert sum(float(row[1]) for row in stored) == pytest.approx(2000 * (NOW_MS - Q - EARLIEST_MS) / 3.6e6)
 
 
+def test_the_command_prunes_the_database_it_is_given(tmp_path: object) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lokalnie", "prune", "--retention-days", "500"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"DATABASE_URL": f"sqlite:///{tmp_path}/lokalnie.db", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "Deleted 0 samples, 0 counter readings and 0 dead letters older than 500 days."
+    )
+
+
 def test_the_command_refuses_a_retention_the_ingest_still_reaches(tmp_path: object) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lokalnie", "prune", "--retention-days", "300"],
