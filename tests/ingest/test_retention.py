@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,28 +123,27 @@ def test_old_raw_rows_go_and_later_readings_count_as_if_they_had_not(ingest_db: 
     assert sum(float(row[1]) for row in stored) == pytest.approx(2000 * (NOW_MS - Q - EARLIEST_MS) / 3.6e6)
 
 
-def test_the_command_prunes_the_database_it_is_given(tmp_path: object) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "lokalnie", "prune", "--retention-days", "500"],
+def prune_command(database: Path, retention_days: int) -> subprocess.CompletedProcess[str]:
+    """``lokalnie prune`` as an operator runs it, on an SQLite file."""
+    return subprocess.run(
+        [sys.executable, "-m", "lokalnie", "prune", "--retention-days", str(retention_days)],
         capture_output=True,
         text=True,
         timeout=60,
-        env={"DATABASE_URL": f"sqlite:///{tmp_path}/lokalnie.db", "PATH": "/usr/bin:/bin"},
+        env={"DATABASE_URL": f"sqlite:///{database}", "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_the_command_prunes_the_database_it_is_given(tmp_path: Path) -> None:
+    result = prune_command(tmp_path / "lokalnie.db", 500)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "Deleted 0 samples, 0 counter readings and 0 dead letters older than 500 days."
     )
 
 
-def test_the_command_refuses_a_retention_the_ingest_still_reaches(tmp_path: object) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "lokalnie", "prune", "--retention-days", "300"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"DATABASE_URL": f"sqlite:///{tmp_path}/never.db", "PATH": "/usr/bin:/bin"},
-    )
+def test_the_command_refuses_a_retention_the_ingest_still_reaches(tmp_path: Path) -> None:
+    result = prune_command(tmp_path / "never.db", 300)
     assert result.returncode != 0
     assert "LOKALNIE_RAW_RETENTION_DAYS (300) must be longer than LOKALNIE_INGEST_MAX_PAST_DAYS (400)" in (
         result.stderr
