@@ -226,12 +226,7 @@ def new_database(kind: str, work: Path, postgres: servers.Postgres | None) -> st
         return f"sqlite:///{work / f'bench-{uuid.uuid4().hex[:8]}.db'}"
     if postgres is None:
         raise ValueError("no PostgreSQL server")
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    return postgres.new_database("bench")
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -41,12 +40,7 @@ START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 def new_database(server: servers.Postgres, sites_dir: Path) -> sa.Engine:
     """A migrated database filled with the raw rows of SCHOOLS schools over DAYS days."""
-    name = f"prune_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    url = server.url.rsplit("/", 1)[0] + f"/{name}"
+    url = server.new_database("prune")
     prepare_database(Settings(database_url=url, sites_dir=sites_dir))
     engine = make_engine(url)
     end_ms = START_MS + DAYS * DAY_MS

@@ -27,20 +27,10 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[server
         yield running
 
 
-_database_counter = iter(range(1_000_000))
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new empty database for one test, once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'lokalnie.db'}"
     server: servers.Postgres = request.getfixturevalue("postgres_server")
-    import sqlalchemy
-
-    name = f"test_{next(_database_counter)}"
-    admin = sqlalchemy.create_engine(server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return server.url.rsplit("/", 1)[0] + f"/{name}"
+    return server.new_database("test")

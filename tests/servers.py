@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,17 @@ class Postgres:
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://lokalnie:lokalnie@127.0.0.1:{self.port}/lokalnie"
+
+    def new_database(self, prefix: str) -> str:
+        """The URL of a new empty database on this server, named ``prefix`` and a unique suffix."""
+        import sqlalchemy
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        admin = sqlalchemy.create_engine(self.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+        admin.dispose()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _as_postgres_user() -> list[str]:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import sqlalchemy
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
 from schemathesis.checks import CheckFunction
@@ -95,9 +94,6 @@ def seed(api: SecuredApi) -> None:
         session.commit()
 
 
-_database_numbers = iter(range(1_000_000))
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fuzz_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A new database for this module's run, once on SQLite and once on PostgreSQL (the examples share it,
@@ -105,12 +101,7 @@ def fuzz_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'lokalnie.db'}"
     server: servers.Postgres = request.getfixturevalue("postgres_server")
-    name = f"fuzz_{next(_database_numbers)}"
-    admin = sqlalchemy.create_engine(server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return server.url.rsplit("/", 1)[0] + f"/{name}"
+    return server.new_database("fuzz")
 
 
 @pytest.fixture(scope="module")
