@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -107,6 +108,55 @@ def test_the_migrations_build_exactly_the_models_and_run_twice(database_url: str
         engine.dispose()
     assert differences == []
     assert revisions == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def _migrate(url: str, revision: str, *, down: bool = False) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def _samples(url: str) -> list[tuple[object, ...]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT school_id, stream, seq, kind FROM samples ORDER BY seq")))
+    finally:
+        engine.dispose()
+
+
+def test_samples_keyed_by_their_edge_row_keep_their_rows_both_ways(database_url: str) -> None:
+    """0005 turns a sample's key from a number into (school, stream, seq), over a table already holding rows."""
+    _migrate(database_url, "0004")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO schools VALUES ('sp1', 'SP 1', 'school', 'ul. Szkolna 1', 51.6, 18.9, 50, 400)")
+            )
+            for seq in (1, 2):
+                connection.execute(
+                    text(
+                        "INSERT INTO samples (school_id, stream, seq, device_id, kind, ts_ms, backfill, "
+                        "received_ms, \"values\") VALUES ('sp1', 'a', :seq, 'inverter', 'pv_inverter', 0, "
+                        "false, 0, '{}')"
+                    ),
+                    {"seq": seq},
+                )
+    finally:
+        engine.dispose()
+    rows = _samples(database_url)
+    _migrate(database_url, "heads")
+    assert _samples(database_url) == rows
+    _migrate(database_url, "0004", down=True)
+    assert _samples(database_url) == rows
+    _migrate(database_url, "heads")
+    assert _samples(database_url) == rows
 
 
 def test_processes_starting_together_migrate_one_after_the_other(database_url: str) -> None:
