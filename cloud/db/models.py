@@ -90,7 +90,7 @@ class Device(Base):
 # The ingest's three tables of readings (samples, counter readings, intervals) have no foreign key to
 # ``schools``: the ingest is their only writer and writes only schools of the register (`cloud.ingest.triage`
 # refuses the others), and a school is never deleted. The key's check ran once per row inserted and, with
-# its share lock on the school's row, took a fifth of the database's time per message (bench/README.md).
+# its share lock on the school's row, took a fifth of the database's time per message (docs/ingest.md).
 
 
 class Sample(Base):
@@ -114,7 +114,6 @@ class CounterReading(Base):
     """One reading of a cumulative energy counter (a device kind's `common.wire.COUNTERS`)."""
 
     __tablename__ = "counter_readings"
-    __table_args__ = (Index("ix_counter_readings_school_ts", "school_id", "ts_ms"),)
 
     school_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,6 +1,7 @@
-"""The readings' tables lose their per-row checks: samples, counter readings and intervals have no foreign key
-to schools any more, and a sample's key is its edge row ``(school_id, stream, seq)`` instead of a surrogate
-number (see `cloud.db.models` for why).
+"""The readings' tables lose what each inserted row paid for and nothing used: samples, counter readings and
+intervals have no foreign key to schools any more (see `cloud.db.models` for why), a sample's key is its edge
+row ``(school_id, stream, seq)`` instead of a surrogate number, and counter readings lose their index by
+school and time (every query names the counter, which the primary key serves).
 
 Revision ID: 0005
 Revises: 0004
@@ -26,6 +27,7 @@ _SCHOOL_KEYS = {
 
 
 def upgrade() -> None:
+    op.drop_index("ix_counter_readings_school_ts", table_name="counter_readings")
     if op.get_bind().dialect.name == "postgresql":
         for table, key in _SCHOOL_KEYS.items():
             op.drop_constraint(key, table, type_="foreignkey")
@@ -61,3 +63,4 @@ def downgrade() -> None:
     for table, key in _SCHOOL_KEYS.items():
         with op.batch_alter_table(table) as batch:
             batch.create_foreign_key(key, "schools", ["school_id"], ["id"])
+    op.create_index("ix_counter_readings_school_ts", "counter_readings", ["school_id", "ts_ms"])
