@@ -125,19 +125,21 @@ def _samples(url: str) -> list[tuple[object, ...]]:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            return list(connection.execute(text("SELECT school_id, stream, seq, kind FROM samples ORDER BY seq")))
+            return list(
+                connection.execute(text("SELECT school_id, stream, seq, kind FROM samples ORDER BY seq"))
+            )
     finally:
         engine.dispose()
 
 
 def test_samples_keyed_by_their_edge_row_keep_their_rows_both_ways(database_url: str) -> None:
-    """0005 turns a sample's key from a number into (school, stream, seq), over a table already holding rows."""
+    """0005 makes (school, stream, seq) a sample's key instead of a number, over a table holding rows."""
     _migrate(database_url, "0004")
     engine = make_engine(database_url)
     try:
         with engine.begin() as connection:
             connection.execute(
-                text("INSERT INTO schools VALUES ('sp1', 'SP 1', 'school', 'ul. Szkolna 1', 51.6, 18.9, 50, 400)")
+                text("INSERT INTO schools VALUES ('sp1', 'SP 1', 'school', 'ul. 1', 51.6, 18.9, 50, 400)")
             )
             for seq in (1, 2):
                 connection.execute(
