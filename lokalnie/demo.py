@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from common.clock import CLOCK_ENV, ScaledClock, SystemClock, datetime_from_ms, ms_from_datetime
 from common.config import ConfigError
+from common.lifecycle import stop_on_signals
 from common.sites import Site, load_sites, write_site
 from lokalnie.ports import free_port, free_port_run, port_is_free
 from lokalnie.processes import ProcessGroup
@@ -84,19 +86,18 @@ def demo_command(
     run_dir = _fresh_run_dir(work_dir)
     clock = ScaledClock(start_ms, speed, anchor_ms=SystemClock().now_ms() + int(STARTUP_S * 1000))
     group = ProcessGroup(run_dir / "logs")
-    try:
-        _start_system(group, mosquitto, sites, run_dir, clock, port)
-        console.print(
-            f"lokalnie demo: {len(sites)} schools, clock x{speed:g} from {_local(start_ms)}; "
-            f"API http://127.0.0.1:{port}  (logs in {run_dir / 'logs'}; Ctrl-C stops)"
-        )
-        _show_live_table(console, group, port, clock, duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        console.print("stopping ...")
-        group.stop_all()
-        console.print("stopped; every process the demo started has ended.")
+    with stop_on_signals() as stop:
+        try:
+            _start_system(group, mosquitto, sites, run_dir, clock, port)
+            console.print(
+                f"lokalnie demo: {len(sites)} schools, clock x{speed:g} from {_local(start_ms)}; "
+                f"API http://127.0.0.1:{port}  (logs in {run_dir / 'logs'}; Ctrl-C stops)"
+            )
+            _show_live_table(console, group, port, clock, duration, stop)
+        finally:
+            console.print("stopping ...")
+            group.stop_all()
+            console.print("stopped; every process the demo started has ended.")
 
 
 def _fresh_run_dir(work_dir: Path) -> Path:
@@ -144,7 +145,12 @@ def _start_system(
 
 
 def _show_live_table(
-    console: Console, group: ProcessGroup, api_port: int, clock: ScaledClock, duration: float | None
+    console: Console,
+    group: ProcessGroup,
+    api_port: int,
+    clock: ScaledClock,
+    duration: float | None,
+    stop: threading.Event,
 ) -> None:
     import httpx
 
@@ -153,12 +159,12 @@ def _show_live_table(
         httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=2.0) as api,
         Live(console=console, refresh_per_second=2, transient=False) as live,
     ):
-        while deadline is None or time.monotonic() < deadline:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             crashed = [f"{name} (exit {code})" for name, code in group.exited()]
             if crashed:
                 raise RuntimeError(f"demo processes ended unexpectedly: {', '.join(crashed)}")
             live.update(_table(api, clock))
-            time.sleep(1.0)
+            stop.wait(1.0)
 
 
 def _table(api: Any, clock: ScaledClock) -> Table:
