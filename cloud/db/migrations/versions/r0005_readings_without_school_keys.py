@@ -51,7 +51,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.drop_constraint("pk_samples", "samples", type_="primary")
-        op.create_unique_constraint("uq_samples_school_id_stream_seq", "samples", ["school_id", "stream", "seq"])
+        op.create_unique_constraint(
+            "uq_samples_school_id_stream_seq", "samples", ["school_id", "stream", "seq"]
+        )
         op.execute("ALTER TABLE samples ADD COLUMN id BIGSERIAL CONSTRAINT pk_samples PRIMARY KEY")
     else:
         with op.batch_alter_table("samples", recreate="always") as batch:
