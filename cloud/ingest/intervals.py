@@ -293,9 +293,15 @@ def _update_corrections(
     )
     kinds, counted_wh = classify_steps(previous_wh, value_wh, ends_ms - starts_ms, max_power_w)
     step_keys = [(school_id, series.device_id, series.quantity, end_ms) for school_id, series, end_ms in keys]
+    # A step ending at a reading just inserted has no stored correction: a correction is stored under its
+    # reading's time, and that reading was not there. (A pruned reading's correction stays, but its time is
+    # older than any reading the ingest accepts: `Settings` holds the retention above that window.)
+    inserted = {(r.school_id, r.series.device_id, r.series.quantity, r.ts_ms) for r in new}
     known = {
         (str(s), str(d), str(q), int(t)): str(correction)
-        for s, d, q, t, correction, _counted in bulk.corrections_at(step_keys)
+        for s, d, q, t, correction, _counted in bulk.corrections_at(
+            [key for key in step_keys if key not in inserted]
+        )
     }
     bulk.delete_corrections(list(known))
     rows = []
