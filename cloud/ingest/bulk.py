@@ -296,6 +296,17 @@ class Bulk:
             "FROM w JOIN intervals i ON i.school_id = w.s AND i.start_ms >= w.lo AND i.start_ms < w.hi",
         )
 
+    def intervals_at(self, keys: Sequence[Row]) -> set[tuple[str, int]]:
+        """Which of the intervals (school, start) are stored."""
+        found = self._select_with(
+            "k",
+            (("s", "text"), ("t", "bigint")),
+            keys,
+            "SELECT i.school_id, i.start_ms FROM k "
+            "JOIN intervals i ON i.school_id = k.s AND i.start_ms = k.t",
+        )
+        return {(str(school_id), int(start_ms)) for school_id, start_ms in found}
+
     def upsert_intervals(self, rows: Sequence[Row]) -> None:
         """Insert or overwrite intervals (school, start, pv, import, export, consumption, complete,
         updated)."""

@@ -184,8 +184,8 @@ def update_intervals(
     update = IntervalUpdate()
     if not new:
         return update
-    spans, gaps = _update_corrections(bulk, new, schools, limits, updated_ms, update)
-    windows = _windows(spans)
+    spans, open_ends, gaps = _update_corrections(bulk, new, schools, limits, updated_ms, update)
+    windows = _windows(_without_open_quarters(bulk, spans, open_ends))
     series_of = _series_of_schools(windows.keys(), spans, schools)
     brackets: dict[tuple[str, Series, int], Bracket] = {}
     unknown: list[tuple[str, Series, int]] = []
@@ -257,16 +257,19 @@ def _update_corrections(
     limits: Limits,
     detected_ms: int,
     update: IntervalUpdate,
-) -> tuple[dict[tuple[str, Series], Span], dict[tuple[str, Series], list[Bracket]]]:
+) -> tuple[dict[tuple[str, Series], Span], set[tuple[str, Series]], dict[tuple[str, Series], list[Bracket]]]:
     """Classify every step next to a new reading and store the corrections among them. Returns for each
-    counter the span from the reading before its first new one to the reading after its last, and the gaps
-    between consecutive readings now known (as brackets: the reading before and after, None for none)."""
+    counter the span from the reading before its first new one to the reading after its last, the counters
+    whose span ends at their newest reading, and the gaps between consecutive readings now known (as
+    brackets: the reading before and after, None for none)."""
     neighbours = bulk.brackets(
         [(r.school_id, r.series.device_id, r.series.quantity, r.ts_ms) for r in new], strict=True
     )
     # Each step by the series and time of the reading that ends it: (start time, start value, end value).
     steps: dict[tuple[str, Series, int], tuple[int, float, float]] = {}
     spans: dict[tuple[str, Series], Span] = {}
+    # The counters whose span ends at their newest reading.
+    open_ends: set[tuple[str, Series]] = set()
     gaps: dict[tuple[str, Series], list[Bracket]] = defaultdict(list)
     for reading, (before_ts, before_wh, after_ts, after_wh) in zip(new, neighbours, strict=True):
         key = (reading.school_id, reading.series)
@@ -279,10 +282,14 @@ def _update_corrections(
         low = before_ts if before_ts is not None else reading.ts_ms
         high = after_ts if after_ts is not None else reading.ts_ms
         if key in spans:
+            if high > spans[key][1]:
+                open_ends.discard(key)
             low, high = min(low, spans[key][0]), max(high, spans[key][1])
         spans[key] = (low, high)
+        if after_ts is None:
+            open_ends.add(key)
     if not steps:
-        return spans, gaps
+        return spans, open_ends, gaps
     keys = list(steps)
     starts_ms = np.array([steps[key][0] for key in keys], dtype=np.int64)
     ends_ms = np.array([key[2] for key in keys], dtype=np.int64)
@@ -334,7 +341,29 @@ def _update_corrections(
         if known.get(step_keys[index]) != correction.correction:
             update.corrections.append((school_id, correction))
     bulk.insert_corrections(rows)
-    return spans, gaps
+    return spans, open_ends, gaps
+
+
+def _without_open_quarters(
+    bulk: Bulk, spans: Mapping[tuple[str, Series], Span], open_ends: Collection[tuple[str, Series]]
+) -> dict[tuple[str, Series], Span]:
+    """The spans without the quarter a counter's newest reading lies in, when that quarter is still open.
+
+    A quarter is settled once a counter with a reading before its end has one at or after it; the reading
+    that does so spans the end, so its own window recomputes the quarter. Until then the quarter is open and
+    is not stored: recomputing it at every live reading was a third of the store's time (docs/ingest.md).
+    A stored row is kept up to date whatever made it (a late reading's window can store an open quarter), so
+    a newest reading still recomputes its quarter when the quarter has a row.
+    """
+    open_quarters = {key: high // Q * Q for key in open_ends if (high := spans[key][1]) % Q}
+    if not open_quarters:
+        return dict(spans)
+    stored = bulk.intervals_at(sorted({(key[0], start) for key, start in open_quarters.items()}))
+    found = dict(spans)
+    for key, start_ms in open_quarters.items():
+        if (key[0], start_ms) not in stored:
+            found[key] = (min(spans[key][0], start_ms), start_ms)
+    return found
 
 
 def _bracket_from(gaps: Sequence[Bracket], at_ms: int) -> Bracket | None:

@@ -1,6 +1,7 @@
 """The incremental interval update against the reference computation, on SQLite and PostgreSQL: readings
 arriving in any order and in any grouping, with resets, rollovers and swaps among them, give the intervals
-and corrections that all readings at once give."""
+and corrections that all readings at once give — every quarter that has ended, and not necessarily the one
+still open."""
 
 from __future__ import annotations
 
@@ -75,6 +76,13 @@ def samples_of(readings: dict[Series, tuple[list[int], list[float]]]) -> list[Sa
     return samples
 
 
+def settled(readings: dict[Series, tuple[list[int], list[float]]], start_ms: int) -> bool:
+    """Whether the quarter from ``start_ms`` has ended for the school: some counter has a reading before its
+    end and one at or after it."""
+    end_ms = start_ms + Q
+    return any(times[0] < end_ms <= times[-1] for times, _values in readings.values())
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -103,8 +111,12 @@ def test_readings_in_any_order_give_the_intervals_and_corrections_of_all_at_once
         "WHERE school_id = :school ORDER BY start_ms",
         school=school,
     )
-    assert [row[0] for row in stored] == [row["start_ms"] for row in expected]
-    for row, want in zip(stored, expected, strict=True):
+    # Every settled quarter is stored, and every stored one (some open one a late reading touched may be)
+    # equals the reference.
+    by_start = {row["start_ms"]: row for row in expected}
+    assert {start for start in by_start if settled(readings, start)} <= {row[0] for row in stored}
+    for row in stored:
+        want = by_start[row[0]]
         for index, name in enumerate(("pv_wh", "import_wh", "export_wh", "consumption_wh"), start=1):
             assert row[index] == pytest.approx(want[name], rel=1e-9, abs=1e-5), name
         assert bool(row[5]) == want["complete"]
@@ -119,3 +131,38 @@ def test_readings_in_any_order_give_the_intervals_and_corrections_of_all_at_once
     )
     assert [row[:5] for row in stored_corrections] == [row[:5] for row in wanted]
     assert [row[5] for row in stored_corrections] == pytest.approx([row[5] for row in wanted])
+
+
+def test_the_open_quarter_is_stored_once_it_ends_and_any_row_of_it_kept_up_to_date(
+    ingest_db: IngestDb,
+) -> None:
+    """Live readings do not store the quarter they lie in; a late reading may (its window reaches the newest
+    reading), and from then on each newer reading keeps that row equal to the reference; the reading that
+    ends the quarter stores it."""
+    school = ingest_db.add_school()
+    store = ingest_db.store()
+    start_ms = NOW_MS - 4 * Q
+    seconds = [200, 100, 300, 400, 15 * 60 + 10]
+    sent: dict[Series, tuple[list[int], list[float]]] = {PV: ([], [])}
+
+    def send(offset_s: int) -> list[tuple[object, ...]]:
+        ts_ms, value_wh = start_ms + offset_s * 1000, 1000.0 + offset_s
+        sent[PV][0].append(ts_ms)
+        sent[PV][1].append(value_wh)
+        sample = Sample(seq=len(sent[PV][0]), device="inverter", kind=DeviceKind.PV_INVERTER,
+                        ts_ms=ts_ms, values={"energy_wh": value_wh})  # fmt: skip
+        store.store([telemetry(school, [sample])])
+        return ingest_db.rows("SELECT start_ms, pv_wh FROM intervals WHERE school_id = :s", s=school)
+
+    def reference() -> list[tuple[object, ...]]:
+        order = sorted(range(len(sent[PV][0])), key=sent[PV][0].__getitem__)
+        readings = {PV: SeriesReadings([sent[PV][0][i] for i in order], [sent[PV][1][i] for i in order])}
+        rows, _ = interval_rows(readings, start_ms - Q, NOW_MS + Q, MAX_POWER_W)
+        return [(row["start_ms"], pytest.approx(row["pv_wh"])) for row in rows]
+
+    assert send(seconds[0]) == []
+    late = send(seconds[1])
+    assert late in ([], reference())
+    for offset_s in seconds[2:4]:
+        assert send(offset_s) == (reference() if late else [])
+    assert send(seconds[4]) == [reference()[0]]

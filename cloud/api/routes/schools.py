@@ -128,7 +128,8 @@ def read_intervals(
         Query(description="ISO 8601 end, exclusive (UTC if no offset); the next local midnight if omitted."),
     ] = None,
 ) -> IntervalsPublic:
-    """The school's 15-minute intervals starting in [from, to), at most 31 days."""
+    """The school's 15-minute intervals starting in [from, to), at most 31 days: every quarter that has
+    ended (the one still open appears once a reading at or past its end arrives)."""
     _school_or_404(session, school_id)
     day_start_ms, day_end_ms = readings.local_day_ms(clock.now_ms())
     start_ms = ms_from_datetime(from_) if from_ is not None else day_start_ms
