@@ -7,10 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -21,6 +18,7 @@ from cloud.db.register import prepare_database
 from cloud.settings import Settings
 from common.clock import Clock, clock_from_env
 from common.config import ConfigError, describe_validation_error
+from common.lifecycle import signals_call
 from common.logs import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -127,7 +125,7 @@ def ingest_command(
         logger.info("%s received: stopping", signal.Signals(signum).name)
         stop.set()
 
-    with _signals_call(on_signal):
+    with signals_call(on_signal):
         run_ingest(settings, clock, stop)
 
 
@@ -161,7 +159,7 @@ def sink_command(
         logger.info("%s received: stopping", signal.Signals(signum).name)
         stop.set()
 
-    with _signals_call(on_signal):
+    with signals_call(on_signal):
         run_sink(settings, stop)
 
 
@@ -194,7 +192,7 @@ def api_command(
         create_app(settings, clock), host=settings.api_host, port=settings.api_port, log_config=None
     )
     # uvicorn handles SIGINT and SIGTERM itself while it runs, then raises the signal again: ours swallow it.
-    with _signals_call(lambda _signum: None):
+    with signals_call(lambda _signum: None):
         uvicorn.Server(config).run()
 
 
@@ -272,19 +270,3 @@ def _first_line(error: BaseException) -> str:
 def _refuse(reason: str, code: int) -> NoReturn:
     logger.error("refusing to start: %s", reason)
     raise typer.Exit(code)
-
-
-@contextmanager
-def _signals_call(callback: Callable[[int], None]) -> Iterator[None]:
-    """Call ``callback`` with the signal's number on SIGINT and SIGTERM while the block runs, then restore the
-    previous handlers."""
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        callback(signum)
-
-    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

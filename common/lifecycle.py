@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import threading
 from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -24,16 +24,18 @@ async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) 
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """For a synchronous program: SIGINT and SIGTERM set the event yielded, instead of raising
-    KeyboardInterrupt wherever the main thread happens to be (inside a lock of a library, say, which then
-    stays held and hangs the exit). The previous handlers come back on leaving."""
-    stop = threading.Event()
-    previous = {
-        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
+def signals_call(callback: Callable[[int], None]) -> Iterator[None]:
+    """For a synchronous program: call ``callback`` with the signal's number on SIGINT and SIGTERM while the
+    block runs, then restore the previous handlers. A callback that sets an event the program watches stops
+    it in order, where the default KeyboardInterrupt is raised wherever the main thread happens to be (inside
+    a library's lock, say, which then stays held and hangs the exit)."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        callback(signum)
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield stop
+        yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from common.clock import CLOCK_ENV, ScaledClock, SystemClock, datetime_from_ms, ms_from_datetime
 from common.config import ConfigError
-from common.lifecycle import stop_on_signals
+from common.lifecycle import signals_call
 from common.sites import Site, load_sites, write_site
 from lokalnie.ports import free_port, free_port_run, port_is_free
 from lokalnie.processes import ProcessGroup
@@ -86,7 +86,8 @@ def demo_command(
     run_dir = _fresh_run_dir(work_dir)
     clock = ScaledClock(start_ms, speed, anchor_ms=SystemClock().now_ms() + int(STARTUP_S * 1000))
     group = ProcessGroup(run_dir / "logs")
-    with stop_on_signals() as stop:
+    stop = threading.Event()
+    with signals_call(lambda _signum: stop.set()):
         try:
             _start_system(group, mosquitto, sites, run_dir, clock, port)
             console.print(
