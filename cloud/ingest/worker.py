@@ -19,6 +19,7 @@ every unacknowledged message when the client's session resumes. When the time-se
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -364,6 +365,9 @@ def run_ingest(settings: Settings, clock: Clock, stop_event: threading.Event) ->
     """Run the ingest until ``stop_event`` is set, then stop cleanly. The database must be prepared."""
     worker = IngestWorker(settings, clock)
     worker.start()
+    # What the started worker holds (modules, the register, clients) lives as long as the process: out of the
+    # cyclic collector's scans, which otherwise walk it again and again while batches come and go.
+    gc.freeze()
     try:
         stop_event.wait()
     finally:
