@@ -346,7 +346,7 @@ def _update_corrections(
 
 def _without_open_quarters(
     bulk: Bulk, spans: Mapping[tuple[str, Series], Span], open_ends: Collection[tuple[str, Series]]
-) -> dict[tuple[str, Series], Span]:
+) -> Mapping[tuple[str, Series], Span]:
     """The spans without the quarter a counter's newest reading lies in, when that quarter is still open.
 
     A quarter is settled once a counter with a reading before its end has one at or after it; the reading
@@ -357,7 +357,7 @@ def _without_open_quarters(
     """
     open_quarters = {key: high // Q * Q for key in open_ends if (high := spans[key][1]) % Q}
     if not open_quarters:
-        return dict(spans)
+        return spans
     stored = bulk.intervals_at(sorted({(key[0], start) for key, start in open_quarters.items()}))
     found = dict(spans)
     for key, start_ms in open_quarters.items():
