@@ -1,12 +1,12 @@
 """What receiving costs an ingest worker's MQTT client: messages received and acknowledged per CPU second by
-lokalnie's client (`common.mqtt_reader.BufferedReadClient`, socket reads buffered) against paho's own
-client, on the same queued messages.
+lokalnie's client (`common.mqtt_reader`: socket reads buffered, properties decoded with shared tables)
+against paho's own client, on the same queued messages; and the buffering alone, to tell the two apart.
 
 A real Mosquitto holds BENCH_MQTT_MESSAGES (20,000) telemetry-sized messages (QoS 1, about 950 bytes) for a
 persistent MQTT 5 session on the ingest's shared subscription; the client then connects and takes them all,
 acknowledging each by hand as the ingest does. CPU time is this process's (all its threads), wall time from
-the connection to the last message. The two clients take turns, BENCH_MQTT_ROUNDS (5) rounds; the figures are
-the medians. Result: bench/results/mqtt_receive.json.
+the connection to the last message. The three clients take turns, BENCH_MQTT_ROUNDS (5) rounds; the figures
+are the medians. Result: bench/results/mqtt_receive.json.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.report import report
-from common.mqtt_reader import BufferedReadClient
+from common.mqtt_reader import BufferedReadClient, share_property_tables
 from tests import servers
 
 MESSAGES = int(os.environ.get("BENCH_MQTT_MESSAGES", "20000"))
@@ -94,12 +95,24 @@ def _receive(kind: type[mqtt.Client], port: int) -> tuple[float, float]:
     return wall, cpu
 
 
+# Each client, and whether paho's decoder uses the shared tables while it receives.
+CLIENTS = (
+    ("paho", mqtt.Client, False),
+    ("buffered_reads_only", BufferedReadClient, False),
+    ("lokalnie", BufferedReadClient, True),
+)
+
+
 def main() -> None:
-    measured: dict[str, list[tuple[float, float]]] = {"paho": [], "buffered": []}
+    measured: dict[str, list[tuple[float, float]]] = {name: [] for name, _kind, _shared in CLIENTS}
     with tempfile.TemporaryDirectory() as temp, servers.mosquitto(Path(temp)) as broker:
         for number in range(1, ROUNDS + 1):
-            for name, kind in (("paho", mqtt.Client), ("buffered", BufferedReadClient)):
+            for name, kind, shared in CLIENTS:
                 _queue_messages(broker.port)
+                if shared:
+                    share_property_tables()
+                else:
+                    _packet.Properties = Properties  # type: ignore[attr-defined]
                 wall, cpu = _receive(kind, broker.port)
                 measured[name].append((wall, cpu))
                 print(f"round {number}, {name}: {MESSAGES / cpu:,.0f} messages per CPU second, "
@@ -111,8 +124,9 @@ def main() -> None:
     report(
         "mqtt_receive",
         "telemetry-sized MQTT 5 messages received and acknowledged by hand per CPU second, lokalnie's "
-        f"client (buffered socket reads); median of {ROUNDS} rounds of {MESSAGES} queued messages",
-        per_cpu["buffered"],
+        f"client (buffered socket reads, shared property tables); median of {ROUNDS} rounds of {MESSAGES} "
+        "queued messages",
+        per_cpu["lokalnie"],
         "messages/CPU s",
         per_cpu["paho"],
         baseline_name="paho-mqtt's own client on the same messages, in the same rounds",

@@ -1,6 +1,6 @@
 """A paho-mqtt 2.x client set up the one way lokalnie uses MQTT: version 5, credentials and TLS from a
-`BrokerAddress`, reconnects with backoff handled by paho's network thread, socket reads buffered
-(`common.mqtt_reader`).
+`BrokerAddress`, reconnects with backoff handled by paho's network thread, socket reads buffered and
+properties decoded with shared tables (`common.mqtt_reader`).
 
 Both the edge agent and the cloud ingest build their clients here, so a change to how lokalnie talks to
 its broker (TLS settings, keepalive, protocol version) is made once.
@@ -36,8 +36,9 @@ def make_client(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from common.mqtt_reader import BufferedReadClient
+    from common.mqtt_reader import BufferedReadClient, share_property_tables
 
+    share_property_tables()
     client = BufferedReadClient(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,

@@ -1,6 +1,7 @@
 """The buffered MQTT client against a real Mosquitto: messages queued for its session arrive in bursts, many
 packets to a socket read and packets larger than a read, and every payload comes out whole, once, in order.
-(A connection dropped mid-buffer is covered by the broker restart in tests/ingest/test_faults.py.)"""
+(A connection dropped mid-buffer is covered by the broker restart in tests/ingest/test_faults.py.) Properties
+decoded with shared tables equal paho's own, through the broker and for any set of PUBLISH properties."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from common.broker import parse_broker_url
 from common.mqtt import connect_properties, make_client
-from common.mqtt_reader import READ_BYTES, BufferedReadClient
+from common.mqtt_reader import READ_BYTES, BufferedReadClient, SharedTablesProperties
 from tests import servers
 from tests.ingest.conftest import unique_id
 
@@ -84,3 +87,73 @@ def test_queued_messages_come_out_whole_once_and_in_order(
         receiver.loop_stop()
     assert [len(payload) for payload in received] == sizes
     assert received == payloads
+
+
+_TEXT = st.text(st.characters(min_codepoint=1, max_codepoint=0xD7FF), max_size=20)
+_PUBLISH_PROPERTIES = st.fixed_dictionaries(
+    {},
+    optional={
+        "PayloadFormatIndicator": st.integers(0, 1),
+        "MessageExpiryInterval": st.integers(0, 2**32 - 1),
+        "ContentType": _TEXT,
+        "ResponseTopic": _TEXT.filter(bool),
+        "CorrelationData": st.binary(max_size=20),
+        "UserProperty": st.lists(st.tuples(_TEXT, _TEXT), min_size=1, max_size=3),
+    },
+)
+
+
+@given(st.lists(_PUBLISH_PROPERTIES, min_size=1, max_size=4))
+def test_shared_tables_decode_any_publish_properties_as_paho_does(
+    property_sets: list[dict[str, object]],
+) -> None:
+    for values in property_sets:
+        sent = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        for name, value in values.items():
+            setattr(sent, name, value)
+        packed = sent.pack() + b"payload"  # type: ignore[no-untyped-call]
+        theirs, their_length = Properties(PacketTypes.PUBLISH).unpack(packed)  # type: ignore[no-untyped-call]
+        ours, our_length = SharedTablesProperties(PacketTypes.PUBLISH).unpack(packed)
+        assert our_length == their_length
+        # In turn, so that an instance's properties leaking into the shared tables would show.
+        assert ours.json() == theirs.json()  # type: ignore[no-untyped-call]
+
+
+def test_received_messages_carry_their_properties_decoded_with_shared_tables(
+    broker: servers.Broker, publisher: mqtt.Client
+) -> None:
+    receiver = _receiver(broker, unique_id("properties-"))
+    subscribed = threading.Event()
+    both = threading.Event()
+    received: list[mqtt.MQTTMessage] = []
+
+    def on_message(client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        received.append(message)
+        client.ack(message.mid, message.qos)
+        if len(received) == 2:
+            both.set()
+
+    receiver.on_subscribe = lambda *_args: subscribed.set()
+    receiver.on_message = on_message
+    receiver.loop_start()
+    try:
+        receiver.subscribe(TOPIC, qos=1)
+        assert subscribed.wait(10)
+        with_properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        with_properties.UserProperty = ("source", "test")
+        with_properties.MessageExpiryInterval = 600
+        publisher.publish(TOPIC, b"first", qos=1, properties=with_properties).wait_for_publish(10)
+        publisher.publish(TOPIC, b"second", qos=1).wait_for_publish(10)
+        assert both.wait(20), f"{len(received)} of 2 messages"
+    finally:
+        receiver.unsubscribe(TOPIC)
+        receiver.disconnect()
+        receiver.loop_stop()
+    first, second = received
+    assert all(isinstance(message.properties, SharedTablesProperties) for message in received)
+    assert first.payload == b"first"
+    decoded = first.properties.json()  # type: ignore[union-attr]
+    # The broker counts the expiry down while it holds the message.
+    assert 0 < decoded.pop("MessageExpiryInterval") <= 600
+    assert decoded == {"UserProperty": [("source", "test")]}
+    assert second.properties.json() == {}  # type: ignore[union-attr]
