@@ -296,8 +296,11 @@ def ingest_run(
             cpu_s["publishers"] = sum(value.value for value in fleet.cpu_s)
             with engine.connect() as connection:
                 counted = int(connection.exec_driver_sql("SELECT COUNT(*) FROM samples").scalar_one())
-                readings = int(
-                    connection.exec_driver_sql("SELECT SUM(readings) FROM ingest_workers").scalar_one()
+                readings, messages, transactions = (
+                    int(value)
+                    for value in connection.exec_driver_sql(
+                        "SELECT SUM(readings), SUM(messages), SUM(transactions) FROM ingest_workers"
+                    ).one()
                 )
                 histograms = [
                     LagHistogram.from_json(_as_dict(row[0]))
@@ -316,6 +319,8 @@ def ingest_run(
             merged.sum_s + histogram.sum_s,
         )
     cpu_us_per_message = {part: seconds / plan.messages * 1e6 for part, seconds in cpu_s.items()}
+    # How full the workers' batches were: per-transaction costs weigh by this.
+    print(f"  {workers} worker(s): {messages / max(transactions, 1):.0f} messages a transaction")
     return IngestRun(
         plan,
         finished - began,

@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.report import report
-from common.mqtt_reader import BufferedReadClient, share_property_tables
+from common.mqtt_reader import ReceivingClient, share_property_tables
 from tests import servers
 
 MESSAGES = int(os.environ.get("BENCH_MQTT_MESSAGES", "20000"))
@@ -98,8 +98,8 @@ def _receive(kind: type[mqtt.Client], port: int) -> tuple[float, float]:
 # Each client, and whether paho's decoder uses the shared tables while it receives.
 CLIENTS = (
     ("paho", mqtt.Client, False),
-    ("buffered_reads_only", BufferedReadClient, False),
-    ("lokalnie", BufferedReadClient, True),
+    ("buffered_reads_only", ReceivingClient, False),
+    ("lokalnie", ReceivingClient, True),
 )
 
 

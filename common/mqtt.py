@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 from common.broker import BrokerAddress
 
 if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
     from paho.mqtt.properties import Properties
+
+    from common.mqtt_reader import ReceivingClient
 
 KEEPALIVE_S = 30
 RECONNECT_MIN_S = 1
@@ -28,7 +29,7 @@ def make_client(
     *,
     manual_ack: bool = False,
     will: tuple[str, bytes, int, bool] | None = None,
-) -> mqtt.Client:
+) -> ReceivingClient:
     """A paho client for MQTT 5 with the address's credentials and TLS; not yet connected.
 
     ``will`` is (topic, payload, qos, retain), published by the broker if the client dies.
@@ -36,10 +37,10 @@ def make_client(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from common.mqtt_reader import BufferedReadClient, share_property_tables
+    from common.mqtt_reader import ReceivingClient, share_property_tables
 
     share_property_tables()
-    client = BufferedReadClient(
+    client = ReceivingClient(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,

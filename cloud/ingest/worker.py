@@ -316,9 +316,11 @@ class IngestWorker:
             report = self._retrying(lambda: store.store_refusal(item.message, reason))
         if report is None:
             return
-        for item in batch:
-            if item.qos > 0 and item.connection == self._connection:
-                self._client.ack(item.mid, item.qos)
+        # The subscriptions are QoS 1 (`QOS`): a message comes at QoS 1, or at 0 (no acknowledgement) if so
+        # published.
+        self._client.ack_many(
+            [item.mid for item in batch if item.qos == 1 and item.connection == self._connection]
+        )
         with self._report_lock:
             self._report.add(report)
         if report.timeseries_lines and self._sink is not None:

@@ -1,11 +1,13 @@
 """The buffered MQTT client against a real Mosquitto: messages queued for its session arrive in bursts, many
 packets to a socket read and packets larger than a read, and every payload comes out whole, once, in order.
 (A connection dropped mid-buffer is covered by the broker restart in tests/ingest/test_faults.py.) Properties
-decoded with shared tables equal paho's own, through the broker and for any set of PUBLISH properties."""
+decoded with shared tables equal paho's own, through the broker and for any set of PUBLISH properties. A
+batch acknowledged in one write acknowledges exactly its messages: the broker redelivers the others."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
@@ -17,7 +19,7 @@ from paho.mqtt.properties import Properties
 
 from common.broker import parse_broker_url
 from common.mqtt import connect_properties, make_client
-from common.mqtt_reader import READ_BYTES, BufferedReadClient, SharedTablesProperties
+from common.mqtt_reader import READ_BYTES, ReceivingClient, SharedTablesProperties
 from tests import servers
 from tests.ingest.conftest import unique_id
 
@@ -37,7 +39,7 @@ def publisher(broker: servers.Broker) -> Iterator[mqtt.Client]:
 
 def _receiver(broker: servers.Broker, client_id: str) -> mqtt.Client:
     client = make_client(parse_broker_url(broker.url), client_id, manual_ack=True)
-    assert isinstance(client, BufferedReadClient)
+    assert isinstance(client, ReceivingClient)
     client.connect(broker.host, broker.port, clean_start=False, properties=connect_properties(600))
     return client
 
@@ -157,3 +159,52 @@ def test_received_messages_carry_their_properties_decoded_with_shared_tables(
     assert 0 < decoded.pop("MessageExpiryInterval") <= 600
     assert decoded == {"UserProperty": [("source", "test")]}
     assert second.properties.json() == {}  # type: ignore[union-attr]
+
+
+def test_ack_many_acknowledges_exactly_the_messages_named(
+    broker: servers.Broker, publisher: mqtt.Client
+) -> None:
+    client_id = unique_id("acks-")
+    count = 30
+    arrived: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        with lock:
+            arrived.append((int(message.payload), message.mid))
+
+    def take(expected: int) -> list[tuple[int, int]]:
+        deadline = time.monotonic() + 20
+        while len(arrived) < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # anything more the broker would send
+        with lock:
+            return list(arrived)
+
+    receiver = _receiver(broker, client_id)
+    subscribed = threading.Event()
+    receiver.on_subscribe = lambda *_args: subscribed.set()
+    receiver.on_message = on_message
+    receiver.loop_start()
+    receiver.subscribe(TOPIC, qos=1)
+    assert subscribed.wait(10)
+    for number in range(count):
+        publisher.publish(TOPIC, str(number).encode(), qos=1).wait_for_publish(10)
+    first = take(count)
+    assert sorted(number for number, _mid in first) == list(range(count))
+    assert isinstance(receiver, ReceivingClient)
+    receiver.ack_many([mid for number, mid in first if number % 3])
+    receiver.disconnect()  # after the acknowledgement, which paho writes first
+    receiver.loop_stop()
+
+    arrived.clear()
+    receiver = _receiver(broker, client_id)
+    receiver.on_message = on_message
+    receiver.loop_start()
+    try:
+        again = take(count // 3)
+    finally:
+        receiver.unsubscribe(TOPIC)
+        receiver.disconnect()
+        receiver.loop_stop()
+    assert sorted(number for number, _mid in again) == list(range(0, count, 3))
