@@ -77,6 +77,33 @@ class SchoolInfo:
 
     pv_kwp: float
     devices: Mapping[str, str] = field(default_factory=dict)
+    _ranges: dict[tuple[str, Limits], ValueRanges] = field(default_factory=dict, init=False, repr=False)
+
+    def value_ranges(self, kind: str, limits: Limits) -> ValueRanges:
+        """The believable values of each quantity for this school's devices of ``kind``."""
+        ranges = self._ranges.get((kind, limits))
+        if ranges is None:
+            ranges = self._ranges[(kind, limits)] = ValueRanges(kind, self.pv_kwp, limits)
+        return ranges
+
+
+class ValueRanges(dict[str, tuple[float, float]]):
+    """(lowest, highest) of each quantity (`value_range`) for a device of one kind at one school, computed at
+    its first reading: every reading is checked, and a dictionary lookup costs a fraction of a cached call.
+    """
+
+    # Quantities are the devices' own names: a bound on what a faulty or hostile device can make it hold.
+    MAX_QUANTITIES = 256
+
+    def __init__(self, kind: str, pv_kwp: float, limits: Limits) -> None:
+        super().__init__()
+        self.kind, self.pv_kwp, self.limits = kind, pv_kwp, limits
+
+    def __missing__(self, quantity: str) -> tuple[float, float]:
+        low, high, _unit = value_range(quantity, self.kind, self.pv_kwp, self.limits)
+        if len(self) < self.MAX_QUANTITIES:
+            self[quantity] = (low, high)
+        return low, high
 
 
 def load_register(connection: Connection) -> dict[str, SchoolInfo]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from cloud.ingest.checks import Limits, SchoolInfo, time_problem, value_problem, value_range
+from cloud.ingest.checks import Limits, SchoolInfo, time_problem, value_problem
 from common.config import describe_validation_error
 from common.wire import (
     MAX_PAYLOAD_BYTES,
@@ -208,11 +208,12 @@ def _checked_values(
     """The sample's values with the unbelievable ones set to None, and why each was refused."""
     kind = sample.kind.value
     values = sample.values
+    ranges = school.value_ranges(kind, limits)
     problems: list[str] = []
     for quantity, value in values.items():
         if value is None:
             continue
-        low, high, _unit = value_range(quantity, kind, school.pv_kwp, limits)
+        low, high = ranges[quantity]
         if not low <= value <= high:
             problems.append(value_problem(quantity, value, kind, school.pv_kwp, limits) or quantity)
     if not problems:
@@ -220,7 +221,7 @@ def _checked_values(
     kept: dict[str, float | None] = {}
     for quantity, value in values.items():
         if value is not None:
-            low, high, _unit = value_range(quantity, kind, school.pv_kwp, limits)
+            low, high = ranges[quantity]
             kept[quantity] = value if low <= value <= high else None
         else:
             kept[quantity] = None
