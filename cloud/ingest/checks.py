@@ -77,18 +77,17 @@ class SchoolInfo:
 
     pv_kwp: float
     devices: Mapping[str, str] = field(default_factory=dict)
-    _ranges: dict[tuple[str, Limits], ValueRanges] = field(default_factory=dict, init=False, repr=False)
 
-    def value_ranges(self, kind: str, limits: Limits) -> ValueRanges:
-        """The believable values of each quantity for this school's devices of ``kind``."""
-        ranges = self._ranges.get((kind, limits))
-        if ranges is None:
-            ranges = self._ranges[(kind, limits)] = ValueRanges(kind, self.pv_kwp, limits)
-        return ranges
+
+@functools.lru_cache(maxsize=65_536)
+def value_ranges(kind: str, pv_kwp: float, limits: Limits) -> ValueRanges:
+    """The believable values of each quantity for a device of ``kind`` under a ``pv_kwp`` roof, one table
+    for all the schools with such a roof."""
+    return ValueRanges(kind, pv_kwp, limits)
 
 
 class ValueRanges(dict[str, tuple[float, float]]):
-    """(lowest, highest) of each quantity (`value_range`) for a device of one kind at one school, computed at
+    """(lowest, highest) of each quantity (`value_range`) for a device of one kind under one roof, computed at
     its first reading: every reading is checked, and a dictionary lookup costs a fraction of a cached call.
     """
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from cloud.ingest.checks import Limits, SchoolInfo, time_problem, value_problem
+from cloud.ingest.checks import Limits, SchoolInfo, time_problem, value_problem, value_ranges
 from common.config import describe_validation_error
 from common.wire import (
     MAX_PAYLOAD_BYTES,
@@ -208,7 +208,7 @@ def _checked_values(
     """The sample's values with the unbelievable ones set to None, and why each was refused."""
     kind = sample.kind.value
     values = sample.values
-    ranges = school.value_ranges(kind, limits)
+    ranges = value_ranges(kind, school.pv_kwp, limits)
     problems: list[str] = []
     for quantity, value in values.items():
         if value is None:
