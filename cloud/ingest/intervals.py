@@ -271,6 +271,8 @@ def _update_corrections(
     # The counters whose span ends at their newest reading.
     open_ends: set[tuple[str, Series]] = set()
     gaps: dict[tuple[str, Series], list[Bracket]] = defaultdict(list)
+    # The steps ending at a reading after a new one: only those can have a stored correction (below).
+    ending_after: set[tuple[str, Series, int]] = set()
     for reading, (before_ts, before_wh, after_ts, after_wh) in zip(new, neighbours, strict=True):
         key = (reading.school_id, reading.series)
         gaps[key].append((before_ts, before_wh, reading.ts_ms, reading.value_wh))
@@ -279,6 +281,7 @@ def _update_corrections(
             steps[(*key, reading.ts_ms)] = (before_ts, before_wh, reading.value_wh)
         if after_ts is not None and after_wh is not None:
             steps[(*key, after_ts)] = (reading.ts_ms, reading.value_wh, after_wh)
+            ending_after.add((*key, after_ts))
         low = before_ts if before_ts is not None else reading.ts_ms
         high = after_ts if after_ts is not None else reading.ts_ms
         if key in spans:
@@ -299,15 +302,19 @@ def _update_corrections(
         [series_max_power_w(series, schools[school_id], limits) for school_id, series, _ in keys]
     )
     kinds, counted_wh = classify_steps(previous_wh, value_wh, ends_ms - starts_ms, max_power_w)
-    step_keys = [(school_id, series.device_id, series.quantity, end_ms) for school_id, series, end_ms in keys]
     # A step ending at a reading just inserted has no stored correction: a correction is stored under its
     # reading's time, and that reading was not there. (A pruned reading's correction stays, but its time is
-    # older than any reading the ingest accepts: `Settings` holds the retention above that window.)
-    inserted = {(r.school_id, r.series.device_id, r.series.quantity, r.ts_ms) for r in new}
+    # older than any reading the ingest accepts: `Settings` holds the retention above that window.) Live
+    # readings have no reading after them, so this asks nothing.
+    if ending_after:
+        ending_after -= {(r.school_id, r.series, r.ts_ms) for r in new}
     known = {
         (str(s), str(d), str(q), int(t)): str(correction)
         for s, d, q, t, correction, _counted in bulk.corrections_at(
-            [key for key in step_keys if key not in inserted]
+            [
+                (school_id, series.device_id, series.quantity, end_ms)
+                for school_id, series, end_ms in sorted(ending_after)
+            ]
         )
     }
     bulk.delete_corrections(list(known))
@@ -338,7 +345,7 @@ def _update_corrections(
                 detected_ms,
             )
         )
-        if known.get(step_keys[index]) != correction.correction:
+        if known.get((school_id, series.device_id, series.quantity, end_ms)) != correction.correction:
             update.corrections.append((school_id, correction))
     bulk.insert_corrections(rows)
     return spans, open_ends, gaps
