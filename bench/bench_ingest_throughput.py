@@ -198,6 +198,9 @@ def broker_ceiling(work: Path, make_plan: Callable[[], Plan]) -> tuple[Plan, flo
                 began = time.time()
                 fleet.go.set()
                 receiver.wait(1800)
+            publishers_us = sum(value.value for value in fleet.cpu_s) / plan.messages * 1e6
+            # The same publishers load the ingest runs: what they cost here tells their share there.
+            print(f"  broker's ceiling: publishers' CPU {publishers_us:.0f} µs a message")
         finally:
             if receiver.poll() is None:
                 receiver.kill()

@@ -13,6 +13,7 @@ describes the same contract for people. Conventions fixed here, once:
 
 from __future__ import annotations
 
+import functools
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -64,8 +65,12 @@ def shared_filter(group: str, topic_filter: str) -> str:
     return f"$share/{group}/{topic_filter}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def parse_topic(topic: str) -> tuple[str, Channel]:
-    """Split a school topic into (school id, channel); `WireError` if it is not one of ours."""
+    """Split a school topic into (school id, channel); `WireError` if it is not one of ours.
+
+    Cached: the ingest parses every message's topic, and a school sends on the same few.
+    """
     parts = topic.split("/")
     if len(parts) != 4 or "/".join(parts[:2]) != TOPIC_ROOT:
         raise WireError(f"topic {topic!r} is not under {TOPIC_ROOT}/<school>/<channel>")

@@ -11,9 +11,10 @@ Times are epoch milliseconds, energies Wh, as in `cloud.db.models`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 
@@ -37,6 +38,7 @@ _EVENT_COLUMNS = (
 )
 
 
+@functools.lru_cache(maxsize=65_536)
 def lock_key(school_id: str) -> int:
     """A stable signed 64-bit number for a school's advisory lock."""
     digest = hashlib.blake2b(f"lokalnie-readings:{school_id}".encode(), digest_size=8).digest()
@@ -167,7 +169,8 @@ class Bulk:
             "ON CONFLICT (school_id, stream, seq) DO NOTHING RETURNING school_id, stream, seq",
             returning=True,
         )
-        return {(str(school), str(stream), int(seq)) for school, stream, seq in inserted}
+        # Both drivers return these columns as str and int, and rows as tuples.
+        return cast("set[tuple[str, str, int]]", set(inserted))
 
     def insert_readings(self, rows: Sequence[Row]) -> set[tuple[str, str, str, int]]:
         """Insert counter readings (school, device, quantity, ts, kind, value), one per time (the first
@@ -182,9 +185,7 @@ class Bulk:
             "RETURNING school_id, device_id, quantity, ts_ms",
             returning=True,
         )
-        return {
-            (str(school), str(device), str(quantity), int(ts)) for school, device, quantity, ts in inserted
-        }
+        return cast("set[tuple[str, str, str, int]]", set(inserted))
 
     def brackets(self, probes: Sequence[Row], *, strict: bool) -> list[Bracket]:
         """For each probe (school, device, quantity, ts): the counter's reading just before ts and just after
@@ -378,7 +379,8 @@ class Bulk:
             "ON CONFLICT (school_id, stream, seq) DO NOTHING RETURNING school_id, stream, seq",
             returning=True,
         )
-        return {(str(school), str(stream), int(seq)) for school, stream, seq in inserted}
+        # Both drivers return these columns as str and int, and rows as tuples.
+        return cast("set[tuple[str, str, int]]", set(inserted))
 
     def upsert_event_states(self, rows: Sequence[Row]) -> None:
         """Apply events (school, device, code, active, severity, ts, message) to the conditions' states, in

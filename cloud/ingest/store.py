@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import countOf
 
 from pydantic_core import to_json
 from sqlalchemy import Engine
@@ -187,7 +188,7 @@ class TelemetryStore:
         report.duplicates += len(unique) - len(new)
         if not new:
             return IntervalUpdate()
-        report.readings_stored = sum(1 for s in new for value in s.values.values() if value is not None)
+        report.readings_stored = sum(len(s.values) - countOf(s.values.values(), None) for s in new)
         report.newest_ts_ms = max(s.ts_ms for s in new)
         if self._options.timeseries:
             for s in new:
