@@ -1,6 +1,6 @@
 """A paho-mqtt 2.x client set up the one way lokalnie uses MQTT: version 5, credentials and TLS from a
-`BrokerAddress`, reconnects with backoff handled by paho's network thread, socket reads buffered and
-properties decoded with shared tables (`common.mqtt_reader`).
+`BrokerAddress`, reconnects with backoff handled by paho's network thread, socket reads buffered, properties
+decoded with shared tables and acknowledgements batched (`common.mqtt_reader`).
 
 Both the edge agent and the cloud ingest build their clients here, so a change to how lokalnie talks to
 its broker (TLS settings, keepalive, protocol version) is made once.
