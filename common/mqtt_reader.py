@@ -79,7 +79,8 @@ class ReceivingClient(mqtt.Client):
 
 
 class SharedTablesProperties(Properties):
-    """paho's `Properties` with its lookup tables built once for every instance (see the module's docstring).
+    """paho's `Properties` with its lookup tables built once and shared by every instance (see the module's
+    docstring).
 
     The tables are only ever read, by paho's own methods, which are all kept.
     """

@@ -1,4 +1,4 @@
-"""The buffered MQTT client against a real Mosquitto: messages queued for its session arrive in bursts, many
+"""lokalnie's MQTT client against a real Mosquitto: messages queued for its session arrive in bursts, many
 packets to a socket read and packets larger than a read, and every payload comes out whole, once, in order.
 (A connection dropped mid-buffer is covered by the broker restart in tests/ingest/test_faults.py.) Properties
 decoded with shared tables equal paho's own, through the broker and for any set of PUBLISH properties. A
@@ -37,9 +37,8 @@ def publisher(broker: servers.Broker) -> Iterator[mqtt.Client]:
     client.loop_stop()
 
 
-def _receiver(broker: servers.Broker, client_id: str) -> mqtt.Client:
+def _receiver(broker: servers.Broker, client_id: str) -> ReceivingClient:
     client = make_client(parse_broker_url(broker.url), client_id, manual_ack=True)
-    assert isinstance(client, ReceivingClient)
     client.connect(broker.host, broker.port, clean_start=False, properties=connect_properties(600))
     return client
 
@@ -192,7 +191,6 @@ def test_ack_many_acknowledges_exactly_the_messages_named(
         publisher.publish(TOPIC, str(number).encode(), qos=1).wait_for_publish(10)
     first = take(count)
     assert sorted(number for number, _mid in first) == list(range(count))
-    assert isinstance(receiver, ReceivingClient)
     receiver.ack_many([mid for number, mid in first if number % 3])
     receiver.disconnect()  # after the acknowledgement, which paho writes first
     receiver.loop_stop()
