@@ -15,9 +15,10 @@ processes (paho, QoS 1). Everything runs on this machine: publishers, broker, in
   processes, the broker and the database's server processes (PostgreSQL) from ``/proc``, the publishers
   from their own clocks. Printed per round and kept in the results: the ingest's own cost holds within a
   few per cent while the machine's speed and the broker's ceiling drift.
-* Ceiling and throughput are measured in rounds (ceiling, one worker, two workers, one after the other;
-  BENCH_INGEST_ROUNDS, 3 by default) because this shared machine's speed drifts by a fifth over minutes;
-  the figures are the medians of the rounds, and every round's ratio is kept in the result.
+* Ceiling and throughput are measured in rounds (ceiling, one worker, two workers, ceiling again, one after
+  the other; BENCH_INGEST_ROUNDS, 3 by default) because this shared machine's speed drifts by a fifth over
+  minutes: a round's ceiling is the mean of its two, the figures are the medians of the rounds, and every
+  round's ceilings and ratios are kept in the result.
 * Lag: the publishers send at a fixed rate (BENCH_INGEST_READINGS_PER_S, 20,000 readings/s by default: one
   message per school every 10 s) for BENCH_INGEST_SECONDS, each sample timed when it is sent; lag = commit
   time minus sample time, p99 from the worker's lag histogram (linear within its bucket). Baseline:
@@ -411,16 +412,20 @@ def throughput_round(
     postgres: servers.Postgres | None,
     sites_dir: Path,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """One round, each part right after the other: the broker's ceiling, then one ingest worker, then two,
-    on the same messages [readings/s]; and the CPU time per message of each part of the two ingest runs.
-    The machine's speed drifts by a fifth over minutes; measured side by side, the ratios of a round hold."""
+    """One round, each part right after the other: the broker's ceiling, one ingest worker, two, and the
+    ceiling again, on the same messages [readings/s]; and the CPU time per message of each part of the two
+    ingest runs. The machine's speed drifts by a fifth over minutes: the round's ceiling is the mean of the
+    two taken around the ingest runs, so that a drift during the round weighs on both sides of the ratio."""
     plan, seconds, _ = broker_ceiling(work, make_plan)
-    measured = {"ceiling": plan.readings / seconds}
+    measured = {"ceiling_before": plan.readings / seconds}
     cpu = {}
     for workers, key in ((1, "one_worker"), (2, "two_workers")):
         run = ingest_run(work, make_plan, new_database(kind, work, postgres), sites_dir, workers)
         measured[key] = run.readings / run.seconds
         cpu[key] = run.cpu_us_per_message
+    plan, seconds, _ = broker_ceiling(work, make_plan)
+    measured["ceiling_after"] = plan.readings / seconds
+    measured["ceiling"] = (measured["ceiling_before"] + measured["ceiling_after"]) / 2
     return measured, cpu
 
 
@@ -460,7 +465,9 @@ def main() -> None:
                     cpu_rounds.append(cpu)
                     one, two, ceiling = (measured[k] for k in ("one_worker", "two_workers", "ceiling"))
                     print(
-                        f"{kind}, round {number}: broker {ceiling:.0f}, one worker {one:.0f} "
+                        f"{kind}, round {number}: broker {ceiling:.0f} "
+                        f"({measured['ceiling_before']:.0f} before, {measured['ceiling_after']:.0f} after), "
+                        f"one worker {one:.0f} "
                         f"({one / ceiling:.2f}), two {two:.0f} ({two / ceiling:.2f}) readings/s"
                     )
                     for key, parts in cpu.items():
