@@ -1,7 +1,8 @@
 """Stop Smog estimates per second through the HTTP API, against a bare FastAPI endpoint returning a constant.
 
 Uvicorn serves the smog routes in a subprocess over an SQLite database with the sample addresses and networks
-(one worker, no access log); a second uvicorn serves the bare endpoint. Two measurements each:
+(one process, as ``lokalnie api`` runs, or ``BENCH_SMOG_PROCESSES`` sharing the port; no access log); a second
+uvicorn serves the bare endpoint, in as many processes. Two measurements each:
 
 - fixed rate: an open-loop asyncio generator (httpx) sends ``BENCH_SMOG_RATE`` requests a second (200) for
   ``BENCH_SMOG_SECONDS`` (20) s, each scheduled at its own time; the latency counts from the scheduled moment,
@@ -11,7 +12,8 @@ Uvicorn serves the smog routes in a subprocess over an SQLite database with the 
 
 The requests cycle through 50 sample addresses and three house sizes. The result's ratio is the estimate's
 maximum throughput over the bare endpoint's. Goal: p99 under 50 ms at 200 requests a second, and at least a
-third of the ceiling's throughput.
+third of the ceiling's throughput. Results: ``bench/results/smog_estimate.json`` (one process) or
+``smog_estimate_<n>_processes.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +52,7 @@ SECONDS = float(os.environ.get("BENCH_SMOG_SECONDS", "20"))
 MAX_SECONDS = int(os.environ.get("BENCH_SMOG_MAX_SECONDS", "10"))
 CONNECTIONS = 16
 POOL = 64
+PROCESSES = int(os.environ.get("BENCH_SMOG_PROCESSES", "1"))
 DATABASE_ENV = "BENCH_SMOG_DATABASE_URL"
 
 
@@ -114,35 +118,74 @@ def prepare_database(path: Path) -> list[dict[str, Any]]:
     ]
 
 
+def serve_sharing_port(factory: str, port: int, ready: str) -> None:
+    """Serve the app ``factory`` makes on ``port`` beside other processes doing the same (``SO_REUSEPORT``:
+    the kernel spreads connections among them); create the file ``ready`` once serving.
+
+    Not uvicorn's own ``--workers``: it hands its processes a listening socket whose connections do not get
+    ``TCP_NODELAY``, so every keep-alive answer after the first waits ~40 ms for the client's delayed ACK
+    (uvicorn issue #3149; measured here, 362 req/s for the bare endpoint with two workers). A socket made
+    with ``IPPROTO_TCP`` gets it, as one made from a host and port does.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(factory, factory=True, access_log=False, log_level="warning")
+    config.load()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(2048)
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            Path(ready).touch()
+        await serving
+
+    asyncio.run(run())
+
+
 @contextmanager
-def uvicorn(factory: str, env: dict[str, str], log: Path) -> Iterator[str]:
+def api_server(factory: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    """PROCESSES processes serving ``factory`` on one free port (`serve_sharing_port`); its base URL once
+    all of them serve."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--port", str(port)]
-    # One process, as `lokalnie api` runs. (uvicorn's --workers hands its processes a listening socket
-    # without TCP_NODELAY on their connections, so every keep-alive answer waits ~40 ms for a delayed ACK:
-    # uvicorn issue #3149; measured here, 362 req/s for the bare endpoint with two.)
-    command += ["--no-access-log", "--log-level", "warning"]
+    processes: list[tuple[subprocess.Popen[bytes], Path]] = []
     with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=output, stderr=output)
-        base = f"http://127.0.0.1:{port}"
         try:
+            for number in range(PROCESSES):
+                ready = log.with_name(f"{log.name}.ready-{number}")
+                code = (
+                    "from bench.bench_smog_estimate import serve_sharing_port; "
+                    f"serve_sharing_port({factory!r}, {port}, {str(ready)!r})"
+                )
+                process = subprocess.Popen(
+                    [sys.executable, "-c", code],
+                    cwd=REPO,
+                    env={**os.environ, **env},
+                    stdout=output,
+                    stderr=output,
+                )
+                processes.append((process, ready))
             deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/openapi.json", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{factory} did not start: {log.read_text()}") from None
-                    time.sleep(0.1)
-            yield base
+            while not all(ready.exists() for _process, ready in processes):
+                failed = any(process.poll() is not None for process, _ready in processes)
+                if failed or time.monotonic() > deadline:
+                    raise RuntimeError(f"{factory} did not start: {log.read_text()}")
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            for process, _ready in processes:
+                process.terminate()
+            for process, _ready in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 async def fixed_rate(url: str, bodies: list[dict[str, Any]] | None, rate: float = RATE) -> dict[str, float]:
@@ -277,19 +320,19 @@ def main() -> None:
         database = work / "smog.db"
         bodies = prepare_database(database)
         env = {DATABASE_ENV: f"sqlite:///{database}", "LOKALNIE_ENV": "development"}
-        with uvicorn("bench.bench_smog_estimate:estimate_app", env, work / "estimate.log") as base:
+        with api_server("bench.bench_smog_estimate:estimate_app", env, work / "estimate.log") as base:
             estimate = measure(f"{base}/api/v1/smog/estimate", bodies, work)
             estimate["fixed_low_rate"] = asyncio.run(
                 fixed_rate(f"{base}/api/v1/smog/estimate", bodies, LOW_RATE)
             )
-        with uvicorn("bench.bench_smog_estimate:bare_app", env, work / "bare.log") as base:
+        with api_server("bench.bench_smog_estimate:bare_app", env, work / "bare.log") as base:
             bare = measure(f"{base}/constant", None, work)
             sized = max_throughput_wrk(f"{base}/constant-answer", bodies, work) if shutil.which("wrk") else {}
     steady = estimate["fixed_rate"]
     estimate_peak = estimate["max_throughput"]["per_s"]
     bare_peak = bare["max_throughput"]["per_s"]
     report(
-        "smog_estimate",
+        "smog_estimate" if PROCESSES == 1 else f"smog_estimate_{PROCESSES}_processes",
         "Stop Smog estimates per second through the HTTP API (maximum)",
         estimate_peak,
         "req/s",
@@ -306,7 +349,8 @@ def main() -> None:
             "fixed_rate_seconds": SECONDS,
             "goal_p99_under_50_ms_at_200_per_s": steady["p99_ms"] < 50 and steady["failures"] == 0,
             "goal_a_third_of_the_ceiling": estimate_peak >= bare_peak / 3,
-            "server": "uvicorn, one process, no access log; SQLite with the sample data",
+            "server": f"uvicorn, {PROCESSES} process(es) sharing the port, no access log; SQLite with the "
+            "sample data",
             "fixed_rate_generator": f"asyncio, hand-written HTTP/1.1 over {POOL} keep-alive connections",
         },
     )
