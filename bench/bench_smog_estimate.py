@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from bench.report import report
 from cloud.smog import EstimateRequest
 from lokalnie.ports import free_port
+from tests import servers
 
 REPO = Path(__file__).resolve().parent.parent
 RATE = float(os.environ.get("BENCH_SMOG_RATE", "200"))
@@ -118,9 +119,12 @@ def prepare_database(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def serve_sharing_port(factory: str, port: int, ready: str) -> None:
+SERVING = "serving"
+
+
+def serve_sharing_port(factory: str, port: int) -> None:
     """Serve the app ``factory`` makes on ``port`` beside other processes doing the same (``SO_REUSEPORT``:
-    the kernel spreads connections among them); create the file ``ready`` once serving.
+    the kernel spreads connections among them); print SERVING once it serves.
 
     Not uvicorn's own ``--workers``: it hands its processes a listening socket whose connections do not get
     ``TCP_NODELAY``, so every keep-alive answer after the first waits ~40 ms for the client's delayed ACK
@@ -142,7 +146,7 @@ def serve_sharing_port(factory: str, port: int, ready: str) -> None:
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
         if server.started:
-            Path(ready).touch()
+            print(SERVING, flush=True)
         await serving
 
     asyncio.run(run())
@@ -150,42 +154,24 @@ def serve_sharing_port(factory: str, port: int, ready: str) -> None:
 
 @contextmanager
 def api_server(factory: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """PROCESSES processes serving ``factory`` on one free port (`serve_sharing_port`); its base URL once
-    all of them serve."""
+    """PROCESSES processes serving ``factory`` on one free port (`serve_sharing_port`), each with its own
+    log beside ``log``; the base URL once all of them serve."""
     port = free_port()
-    processes: list[tuple[subprocess.Popen[bytes], Path]] = []
-    with log.open("wb") as output:
-        try:
-            for number in range(PROCESSES):
-                ready = log.with_name(f"{log.name}.ready-{number}")
-                code = (
-                    "from bench.bench_smog_estimate import serve_sharing_port; "
-                    f"serve_sharing_port({factory!r}, {port}, {str(ready)!r})"
-                )
-                process = subprocess.Popen(
-                    [sys.executable, "-c", code],
-                    cwd=REPO,
-                    env={**os.environ, **env},
-                    stdout=output,
-                    stderr=output,
-                )
-                processes.append((process, ready))
-            deadline = time.monotonic() + 30
-            while not all(ready.exists() for _process, ready in processes):
-                failed = any(process.poll() is not None for process, _ready in processes)
-                if failed or time.monotonic() > deadline:
-                    raise RuntimeError(f"{factory} did not start: {log.read_text()}")
-                time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            for process, _ready in processes:
-                process.terminate()
-            for process, _ready in processes:
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    code = (
+        f"from bench.bench_smog_estimate import serve_sharing_port; serve_sharing_port({factory!r}, {port})"
+    )
+    environment = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    processes = []
+    try:
+        for number in range(PROCESSES):
+            process_log = log.with_name(f"{log.stem}-{number}{log.suffix}")
+            process = servers.start([sys.executable, "-c", code], process_log, environment)
+            processes.append(process)
+            servers.wait_for_log(process_log, SERVING, timeout_s=30, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for process in processes:
+            servers.stop_process(process)
 
 
 async def fixed_rate(url: str, bodies: list[dict[str, Any]] | None, rate: float = RATE) -> dict[str, float]:
