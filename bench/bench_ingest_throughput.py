@@ -7,6 +7,9 @@ processes (paho, QoS 1). Everything runs on this machine: publishers, broker, in
 
 * Ceiling: the publishers send the whole stream as fast as they can; ``mosquitto_sub -q 1`` on the ingest's
   shared subscription takes it. Readings delivered per second, first publish to last delivery.
+* Receiving alone: the same publishers, the same stream, taken by a consumer that receives and acknowledges
+  as a worker does and stores nothing (``bench.receive_only``): the part of the gap to the ceiling that is
+  not the store's.
 * Throughput: the same publishers, the same stream, as fast as they can, with ``lokalnie ingest`` (one
   process, then two in one group) instead of mosquitto_sub. Readings committed per second, first publish to
   the last commit (read from the workers' counters, committed with the data); then every sample is counted
@@ -225,6 +228,29 @@ def _lags(plan: Plan, lines: list[str]) -> list[float]:
     return lags
 
 
+def receive_only(work: Path, make_plan: Callable[[], Plan]) -> float:
+    """The stream taken by a consumer that receives and acknowledges as an ingest worker does and stores
+    nothing (`bench.receive_only`): readings/s, first publish to the last acknowledgement. What the ingest
+    runs lose against it is the store's (and the database's) share, not receiving's."""
+    plan = make_plan()
+    with servers.mosquitto(work / f"broker-{uuid.uuid4().hex[:6]}") as broker:
+        log = work / f"receive-only-{uuid.uuid4().hex[:6]}.log"
+        env = {**os.environ, "LOKALNIE_INGEST_GROUP": GROUP}
+        command = [sys.executable, "-m", "bench.receive_only", str(broker.port), str(plan.messages)]
+        consumer = servers.start(command, log, env)
+        try:
+            servers.wait_for_log(log, "subscribed", timeout_s=60, process=consumer)
+            with publishers(broker.port, plan) as fleet:
+                began = time.time()
+                fleet.go.set()
+                if consumer.wait(1800) != 0:
+                    raise RuntimeError(f"the receive-only consumer failed; see {log}")
+        finally:
+            servers.stop_process(consumer)
+        done = [line for line in log.read_text().splitlines() if line.startswith("done ")]
+    return plan.readings / (float(done[-1].split()[1]) - began)
+
+
 def new_database(kind: str, work: Path, postgres: servers.Postgres | None) -> str:
     if kind == "sqlite":
         return f"sqlite:///{work / f'bench-{uuid.uuid4().hex[:8]}.db'}"
@@ -412,12 +438,13 @@ def throughput_round(
     postgres: servers.Postgres | None,
     sites_dir: Path,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """One round, each part right after the other: the broker's ceiling, one ingest worker, two, and the
-    ceiling again, on the same messages [readings/s]; and the CPU time per message of each part of the two
-    ingest runs. The machine's speed drifts by a fifth over minutes: the round's ceiling is the mean of the
-    two taken around the ingest runs, so that a drift during the round weighs on both sides of the ratio."""
+    """One round, each part right after the other: the broker's ceiling, a consumer that only receives and
+    acknowledges, one ingest worker, two, and the ceiling again, on the same messages [readings/s]; and the
+    CPU time per message of each part of the two ingest runs. The machine's speed drifts by a fifth over
+    minutes: the round's ceiling is the mean of the two taken around the ingest runs, so that a drift during
+    the round weighs on both sides of the ratio."""
     plan, seconds, _ = broker_ceiling(work, make_plan)
-    measured = {"ceiling_before": plan.readings / seconds}
+    measured = {"ceiling_before": plan.readings / seconds, "receive_only": receive_only(work, make_plan)}
     cpu = {}
     for workers, key in ((1, "one_worker"), (2, "two_workers")):
         run = ingest_run(work, make_plan, new_database(kind, work, postgres), sites_dir, workers)
@@ -467,6 +494,8 @@ def main() -> None:
                     print(
                         f"{kind}, round {number}: broker {ceiling:.0f} "
                         f"({measured['ceiling_before']:.0f} before, {measured['ceiling_after']:.0f} after), "
+                        f"receive only {measured['receive_only']:.0f} "
+                        f"({measured['receive_only'] / ceiling:.2f}), "
                         f"one worker {one:.0f} "
                         f"({one / ceiling:.2f}), two {two:.0f} ({two / ceiling:.2f}) readings/s"
                     )
@@ -494,6 +523,9 @@ def main() -> None:
                             "cpu_us_per_message_per_round": [cpu[key] for cpu in cpu_rounds],
                             "ratio_per_round": ratios,
                             "ratio_median_of_rounds": statistics.median(ratios),
+                            "receive_only_ratio_per_round": [
+                                r["receive_only"] / r["ceiling"] for r in rounds
+                            ],
                             "ingest_workers": workers,
                             "publisher_processes": PUBLISHERS,
                             "nothing_lost_or_doubled": True,
