@@ -83,6 +83,26 @@ def server(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+def assert_source_names_stay_in_view(page: Any) -> None:
+    """Scrolled sideways to its last column (on a phone, to reach "Złóż wniosek"), the table still shows each
+    row's heat source: the name is where the row starts, on top of the figures passing under it."""
+    wrap = page.locator(".table-wrap")
+    wrap.scroll_into_view_if_needed()
+    scrolled = wrap.evaluate("w => { w.scrollLeft = w.scrollWidth; return w.scrollLeft; }")
+    assert scrolled > 0, "the table fits the screen: nothing to check at this width"
+    wrap_box = wrap.bounding_box()
+    name = page.locator("tbody tr").first.locator("th")
+    box = name.bounding_box()
+    assert wrap_box is not None and box is not None
+    assert abs(box["x"] - wrap_box["x"]) < 1
+    on_top = page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).closest('th')?.textContent ?? ''",
+        [box["x"] + 8, box["y"] + 8],
+    )
+    assert on_top == name.text_content()
+    wrap.evaluate("w => { w.scrollLeft = 0; }")
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -150,6 +170,7 @@ def test_resident_compares_and_applies_by_keyboard(server: str) -> None:
             table = page.get_by_role("table")
             expect(table).to_be_visible()
             assert table.locator("tbody tr").count() == 7
+            assert_source_names_stay_in_view(page)
             expect(page.locator("#results-explanation")).to_contain_text("ciepła woda dla domowników")
             expect(page.locator("#results-version")).to_contain_text("rosną o 2,5\u00a0% rocznie")
             chart = page.get_by_role("img", name="Koszt 15 lat według źródła ciepła")
