@@ -128,6 +128,16 @@ class Settings(BaseSettings):
             description="How many messages the ingest stores in one transaction at most.",
         ),
     ] = 500
+    ingest_writers: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_INGEST_WRITERS",
+            ge=1,
+            le=8,
+            description="How many batches one ingest process stores side by side, each in its own "
+            "transaction (PostgreSQL; SQLite takes one writer at a time, so there it is always 1).",
+        ),
+    ] = 2
     ingest_receive_maximum: Annotated[
         int,
         Field(

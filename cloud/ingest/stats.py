@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from sqlalchemy import Connection, Table
@@ -206,28 +206,35 @@ def count(
     report: StoreReport,
     real_now_ms: int,
     lag_ms: int | None,
-    histogram: LagHistogram | None = None,
+    lags_ms: Sequence[int] = (),
 ) -> None:
-    """Add one transaction's ``report`` to the worker's row, in that transaction; ``histogram`` (the lag
-    histogram with this transaction's lags in) replaces the stored one."""
+    """Add one transaction's ``report``, and its samples' lags ``lags_ms`` to the lag histogram, to the
+    worker's row, in that transaction."""
     p = "%s" if connection.dialect.name == "postgresql" else "?"
     increments = ", ".join(f"{column} = {column} + {p}" for column, _ in _COUNTED)
     newest = report.newest_ts_ms if report.newest_ts_ms is not None else -1
     lag_set = f", commit_lag_ms = {p}" if lag_ms is not None else ""
-    histogram_set = f", lag_histogram = {p}" if histogram is not None else ""
     connection.exec_driver_sql(
         f"UPDATE ingest_workers SET {increments}, transactions = transactions + 1, heartbeat_ms = {p}, "
         f"newest_ts_ms = CASE WHEN COALESCE(newest_ts_ms, -1) < {p} THEN {p} ELSE newest_ts_ms END"
-        f"{lag_set}{histogram_set} WHERE client_id = {p}",
+        f"{lag_set} WHERE client_id = {p}",
         (
             *(getattr(report, name) for _, name in _COUNTED),
             real_now_ms,
             newest,
             newest,
             *((lag_ms,) if lag_ms is not None else ()),
-            *((json.dumps(histogram.to_json()),) if histogram is not None else ()),
             client_id,
         ),
+    )
+    if not lags_ms:
+        return
+    # Read after the update above, which holds the row until the commit: a worker's writers, committing side
+    # by side, each add their lags to what the one before committed.
+    histogram = load_lag_histogram(connection, client_id).plus(lags_ms)
+    connection.exec_driver_sql(
+        f"UPDATE ingest_workers SET lag_histogram = {p} WHERE client_id = {p}",
+        (json.dumps(histogram.to_json()), client_id),
     )
 
 

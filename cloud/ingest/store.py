@@ -58,7 +58,8 @@ class StoreOptions:
 
 
 class TelemetryStore:
-    """Writes batches of broker messages into the store; each call is one transaction."""
+    """Writes batches of broker messages into the store; each call is one transaction, and calls from several
+    threads may run side by side (each on its own connection)."""
 
     def __init__(
         self,
@@ -79,10 +80,6 @@ class TelemetryStore:
             wanted = set(schools) if schools is not None else set(register)
             schools = {school_id: info for school_id, info in register.items() if school_id in wanted}
         self._schools: Mapping[str, SchoolInfo] = schools
-        self._histogram = stats.LagHistogram()
-        if self._options.worker_id is not None:
-            with engine.connect() as connection:
-                self._histogram = stats.load_lag_histogram(connection, self._options.worker_id)
 
     @property
     def schools(self) -> Mapping[str, SchoolInfo]:
@@ -121,16 +118,12 @@ class TelemetryStore:
             if options.timeseries:
                 lines.extend(_update_lines(update))
                 report.timeseries_lines = spool(connection, lines, now_ms, options.timeseries_batch_lines)
-            histogram = None
             if options.worker_id is not None:
                 commit_ms = self._clock.now_ms()
                 live = [s for s in new_samples if not s.backfill]
                 report.lags_ms = [commit_ms - s.ts_ms for s in live]
                 lag_ms = commit_ms - max(s.ts_ms for s in live) if live else None
-                histogram = self._histogram.plus(report.lags_ms)
-                stats.count(connection, options.worker_id, report, _real_ms(), lag_ms, histogram)
-        if histogram is not None:
-            self._histogram = histogram
+                stats.count(connection, options.worker_id, report, _real_ms(), lag_ms, report.lags_ms)
         sorted_out.log()
         _log_corrections(update)
         return report

@@ -7,14 +7,16 @@ message to one process of the group, so starting a second process halves each on
 code runs one process in the demo and N in production. Status comes to every process (it is retained and
 small).
 
-paho's network thread only queues what arrives (its callbacks never wait for the database); one writer
-thread takes the queued messages in batches, stores each batch in one transaction (`cloud.ingest.store`)
-and then acknowledges its messages (paho's manual acknowledgement). While the database is unavailable the
-batch is retried and nothing is acknowledged, so the broker keeps the messages (beyond the receive maximum
-it stops sending); a process that dies loses nothing that was not committed, because the broker redelivers
-every unacknowledged message when the client's session resumes. When the time-series sink is configured
-(``INFLUX_URL``), a sender thread moves the spooled line protocol to the time-series database
-(`cloud.timeseries.sink`).
+paho's network thread only queues what arrives (its callbacks never wait for the database); writer threads
+take the queued messages in batches, one batch at a time in the order they came, store each batch in one
+transaction (`cloud.ingest.store`) and then acknowledge its messages (paho's manual acknowledgement), in
+the order the batches were taken (`cloud.ingest.acks`). On PostgreSQL two writers
+(``LOKALNIE_INGEST_WRITERS``) let one process work on one batch while the database works on another; SQLite
+takes one writer at a time. While the database is unavailable the batch is retried and nothing is
+acknowledged, so the broker keeps the messages (beyond the receive maximum it stops sending); a process that
+dies loses nothing that was not committed, because the broker redelivers every unacknowledged message when
+the client's session resumes. When the time-series sink is configured (``INFLUX_URL``), a sender thread
+moves the spooled line protocol to the time-series database (`cloud.timeseries.sink`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 from cloud.db.engine import make_engine
 from cloud.ingest import stats
+from cloud.ingest.acks import InOrder
 from cloud.ingest.checks import Limits, load_register
 from cloud.ingest.store import Message, StoreOptions, StoreReport, TelemetryStore
 from cloud.settings import Settings
@@ -121,7 +124,9 @@ class IngestWorker:
         self._connection = 0
         self._report = StoreReport()
         self._report_lock = threading.Lock()
-        self._writer: threading.Thread | None = None
+        self._writers: list[threading.Thread] = []
+        self._taking = threading.Lock()
+        self._acks = InOrder[list[_Received]](self._ack)
         self._client = make_client(self._address, settings.ingest_client_id, manual_ack=True)
         # Back soon after the broker: until the ingest has subscribed again, a restarted Mosquitto 2.0 has no
         # subscriber for the telemetry (it does not keep shared subscriptions across a restart).
@@ -172,19 +177,25 @@ class IngestWorker:
                 timeseries_batch_lines=settings.influx_batch_lines,
             ),
         )
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
-        self._writer.start()
+        self._writers = [
+            threading.Thread(target=self._write_loop, args=(number == 0,), name=f"ingest-writer-{number}")
+            for number in range(self._writer_count())
+        ]
+        for writer in self._writers:
+            writer.daemon = True
+            writer.start()
         if self._sink is not None:
             self._sink.start()
         properties = connect_properties(settings.ingest_session_expiry_s)
         properties.ReceiveMaximum = settings.ingest_receive_maximum
         properties.MaximumPacketSize = MAX_PACKET_BYTES
         logger.info(
-            "connecting to %s as %r in group %r (%d schools registered)",
+            "connecting to %s as %r in group %r (%d schools registered, %d writers)",
             self._address,
             settings.ingest_client_id,
             settings.ingest_group,
             len(schools),
+            len(self._writers),
         )
         self._client.connect_async(
             self._address.host, self._address.port, KEEPALIVE_S, clean_start=False, properties=properties
@@ -198,11 +209,12 @@ class IngestWorker:
     def stop(self, timeout_s: float = 15.0) -> None:
         """Store and acknowledge what has been received, then disconnect; the rest stays with the broker."""
         self._stopping.set()
-        if self._writer is not None:
-            self._writer.join(timeout_s)
-            if self._writer.is_alive():
+        deadline = time.monotonic() + timeout_s
+        for writer in self._writers:
+            writer.join(max(deadline - time.monotonic(), 0.0))
+            if writer.is_alive():
                 logger.warning(
-                    "the writer did not finish within %.0f s; its batch stays unacknowledged", timeout_s
+                    "%s did not finish within %.0f s; its batch stays unacknowledged", writer.name, timeout_s
                 )
         self._client.disconnect()
         self._client.loop_stop()
@@ -270,16 +282,24 @@ class IngestWorker:
 
     # the writer thread
 
-    def _write_loop(self) -> None:
+    def _writer_count(self) -> int:
+        # SQLite has one writer at a time: a second transaction would only wait for the first's lock.
+        return self._settings.ingest_writers if self._engine.dialect.name == "postgresql" else 1
+
+    def _write_loop(self, first: bool) -> None:
+        """Store batches until the ingest stops; the ``first`` writer also keeps the heartbeat and the log."""
         next_stats = time.monotonic() + STATS_EVERY_S
         next_heartbeat = time.monotonic() + HEARTBEAT_EVERY_S
         while True:
-            batch = self._take_batch()
-            if batch:
-                self._store_and_ack(batch)
+            taken = self._take_batch()
+            if taken is not None:
+                number, batch = taken
+                self._acks.done(number, batch if self._store_batch(batch) else None)
                 next_heartbeat = time.monotonic() + HEARTBEAT_EVERY_S
             elif self._stopping.is_set():
                 return
+            if not first:
+                continue
             now = time.monotonic()
             if now >= next_heartbeat:
                 next_heartbeat = now + HEARTBEAT_EVERY_S
@@ -288,20 +308,24 @@ class IngestWorker:
                 next_stats = now + STATS_EVERY_S
                 self._log_stats()
 
-    def _take_batch(self) -> list[_Received]:
-        try:
-            batch = [self._queue.get(timeout=0.2)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + BATCH_WAIT_S
-        while len(batch) < self._settings.ingest_batch_messages:
+    def _take_batch(self) -> tuple[int, list[_Received]] | None:
+        """The next batch with its number; writers take turns, so that a batch is a run of messages in the
+        order they came."""
+        with self._taking:
             try:
-                batch.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0.0)))
+                batch = [self._queue.get(timeout=0.2)]
             except queue.Empty:
-                break
-        return batch
+                return None
+            deadline = time.monotonic() + BATCH_WAIT_S
+            while len(batch) < self._settings.ingest_batch_messages:
+                try:
+                    batch.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0.0)))
+                except queue.Empty:
+                    break
+            return self._acks.take(), batch
 
-    def _store_and_ack(self, batch: list[_Received]) -> None:
+    def _store_batch(self, batch: list[_Received]) -> bool:
+        """Store ``batch``; True once all of it is committed, False if the ingest stops before."""
         store = self._store
         assert store is not None
         try:
@@ -309,24 +333,25 @@ class IngestWorker:
         except Exception as error:
             # Not the database's fault: some message of the batch cannot be stored. Find it.
             if len(batch) > 1:
-                for item in batch:
-                    self._store_and_ack([item])
-                return
+                return all(self._store_batch([item]) for item in batch)
             item = batch[0]
             logger.error("message on %r cannot be stored (%s)", item.message.topic, type(error).__name__)
             reason = f"could not be stored: {type(error).__name__}"
             report = self._retrying(lambda: store.store_refusal(item.message, reason))
         if report is None:
-            return
-        # The subscriptions are QoS 1 (`QOS`): a message comes at QoS 1, or at 0 (no acknowledgement) if so
-        # published.
-        self._client.ack_many(
-            [item.mid for item in batch if item.qos == 1 and item.connection == self._connection]
-        )
+            return False
         with self._report_lock:
             self._report.add(report)
         if report.timeseries_lines and self._sink is not None:
             self._sink.wake()
+        return True
+
+    def _ack(self, batch: list[_Received]) -> None:
+        # The subscriptions are QoS 1 (`QOS`): a message comes at QoS 1, or at 0 (no acknowledgement) if so
+        # published. An acknowledgement is only valid on the connection that delivered the message.
+        self._client.ack_many(
+            [item.mid for item in batch if item.qos == 1 and item.connection == self._connection]
+        )
 
     def _retrying(self, work: Callable[[], _T]) -> _T | None:
         """Run ``work``, retrying while the database is unavailable; None if the ingest stops meanwhile."""

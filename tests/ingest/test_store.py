@@ -5,12 +5,14 @@ outbox holding exactly what is new, and counter corrections recorded."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
 from cloud.ingest import stats
 from cloud.ingest.bulk import Bulk
-from cloud.ingest.store import Message, StoreOptions, TelemetryStore
+from cloud.ingest.store import Message, StoreOptions, StoreReport, TelemetryStore
 from common.wire import (
     MAX_PAYLOAD_BYTES,
     Channel,
@@ -171,6 +173,27 @@ def test_the_workers_counters_move_with_the_transaction_they_count(
     assert ingest_db.scalar("SELECT COUNT(*) FROM samples WHERE school_id = :s", s=school) == 6
     histogram = stats.load_lag_histogram(ingest_db.engine.connect(), "w1")
     assert histogram.total == 6
+
+
+def test_counts_of_transactions_committing_side_by_side_add_up(ingest_db: IngestDb) -> None:
+    """A worker's writers count into one row: the second waits for the first's commit and adds to it."""
+    with ingest_db.engine.begin() as connection:
+        stats.register_worker(connection, "w1", "g", 0)
+
+    def count_in_another_transaction() -> None:
+        with ingest_db.engine.begin() as connection:
+            stats.count(connection, "w1", StoreReport(messages=1, samples_stored=3), 0, None, [10, 20, 30])
+
+    other = threading.Thread(target=count_in_another_transaction)
+    with ingest_db.engine.begin() as connection:
+        stats.count(connection, "w1", StoreReport(messages=1, samples_stored=2), 0, None, [5, 15])
+        other.start()
+        time.sleep(0.3)
+        assert other.is_alive(), "the second transaction did not wait for the first"
+    other.join(10)
+    assert ingest_db.scalar("SELECT samples FROM ingest_workers WHERE client_id = 'w1'") == 5
+    with ingest_db.engine.connect() as connection:
+        assert stats.load_lag_histogram(connection, "w1").total == 5
 
 
 def test_the_outbox_gets_lines_for_new_data_only(ingest_db: IngestDb) -> None:

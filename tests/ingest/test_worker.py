@@ -6,7 +6,9 @@ letter."""
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cloud.ingest.stats import LagHistogram
 from cloud.ingest.worker import IngestWorker
 from cloud.settings import Settings
 from common.broker import parse_broker_url
@@ -126,6 +129,45 @@ def test_two_workers_of_a_group_share_the_messages_and_store_each_once(
     assert tuple(int(value) for value in counted) == (expected, 20, total)  # type: ignore[call-overload]
     states = ingest_db.rows("SELECT active FROM event_states")
     assert [bool(row[0]) for row in states] == [False]
+
+
+def test_writers_side_by_side_store_a_backlog_once_and_acknowledge_all_of_it(
+    ingest_db: IngestDb, broker: servers.Broker, sender: Sender, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ingest_db.settings.model_copy(update={"mqtt_url": broker.url, "ingest_batch_messages": 25})
+    schools = [
+        SchoolStream(school_id, "0a1b2c3d", NOW_MS - 8 * Q, offset=index)
+        for index, school_id in enumerate(ingest_db.school_ids)
+    ]
+    with running(settings, ingest_db):
+        pass  # the session exists: the broker keeps what comes while the ingest is away
+    polls = 200
+    for poll in range(polls):
+        for school in schools:
+            sender.send(school.topic, encode(school.batch(poll)))
+    expected = polls * len(schools) * 2
+    with caplog.at_level(logging.INFO, logger="cloud.ingest.worker"), running(settings, ingest_db) as worker:
+        wait_until(
+            lambda: ingest_db.scalar("SELECT COUNT(*) FROM samples") == expected,
+            timeout_s=60,
+            what="every sample stored",
+        )
+        wait_until(lambda: worker.report.messages == polls * len(schools), what="every message counted")
+    writers = 2 if ingest_db.url.startswith("postgresql") else 1
+    assert f"{writers} writers" in caplog.text
+    samples, transactions, histogram = ingest_db.rows(
+        "SELECT samples, transactions, lag_histogram FROM ingest_workers WHERE client_id = :id",
+        id=settings.ingest_client_id,
+    )[0]
+    assert samples == expected
+    assert transactions >= polls * len(schools) // 25  # type: ignore[operator]
+    # Every live sample's lag is in the histogram, whichever writer stored it.
+    stored = json.loads(histogram) if isinstance(histogram, str) else histogram
+    assert sum(LagHistogram.from_json(stored).counts.values()) == expected  # type: ignore[arg-type]
+    # Everything was acknowledged: the resumed session has nothing to deliver again.
+    with running(settings, ingest_db) as again:
+        time.sleep(1.0)
+        assert again.report.messages == 0
 
 
 # Random payloads at a running worker
