@@ -103,7 +103,7 @@ def _real_ms() -> int:
 
 
 class IngestWorker:
-    """One ingest process's MQTT client, writer thread and (optionally) time-series sender; `start`, then
+    """One ingest process's MQTT client, writer threads and (optionally) time-series sender; `start`, then
     `stop` (or use it as a context).
 
     ``sender``: whether to run the time-series sender when ``settings.influx_url`` is set (default: as
@@ -280,7 +280,7 @@ class IngestWorker:
         if not self._stopping.is_set():
             logger.warning("disconnected from the broker (%s); reconnecting", reason)
 
-    # the writer thread
+    # the writer threads
 
     def _writer_count(self) -> int:
         # SQLite has one writer at a time: a second transaction would only wait for the first's lock.
