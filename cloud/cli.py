@@ -103,6 +103,14 @@ def ingest_command(
             show_default=False,
         ),
     ] = None,
+    writers: Annotated[
+        int | None,
+        typer.Option(
+            "--writers",
+            help="Batches stored side by side, PostgreSQL only [env LOKALNIE_INGEST_WRITERS; default 2]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Store the schools' telemetry, health events and status from the broker in the database, and spool
     them for the time-series database when INFLUX_URL is set (the clock: env LOKALNIE_CLOCK)."""
@@ -118,6 +126,7 @@ def ingest_command(
         influx_url=influx_url,
         timeseries_sender=sender,
         ingest_batch_messages=batch_messages,
+        ingest_writers=writers,
     )
     stop = threading.Event()
 
