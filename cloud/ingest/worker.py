@@ -178,11 +178,12 @@ class IngestWorker:
             ),
         )
         self._writers = [
-            threading.Thread(target=self._write_loop, args=(number == 0,), name=f"ingest-writer-{number}")
+            threading.Thread(
+                target=self._write_loop, args=(number == 0,), name=f"ingest-writer-{number}", daemon=True
+            )
             for number in range(self._writer_count())
         ]
         for writer in self._writers:
-            writer.daemon = True
             writer.start()
         if self._sink is not None:
             self._sink.start()
