@@ -194,12 +194,15 @@ def api_command(
     import uvicorn
 
     from cloud.api.main import create_app
+    from cloud.applications.config import ApplicationsConfigError
 
     setup_logging("api")
     settings, clock = _start(database_url=database_url, sites_dir=sites_dir, api_host=host, api_port=port)
-    config = uvicorn.Config(
-        create_app(settings, clock), host=settings.api_host, port=settings.api_port, log_config=None
-    )
+    try:
+        app = create_app(settings, clock)
+    except ApplicationsConfigError as error:
+        _refuse(f"bad configuration: {error}", EXIT_BAD_CONFIGURATION)
+    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
     # uvicorn handles SIGINT and SIGTERM itself while it runs, then raises the signal again: ours swallow it.
     with signals_call(lambda _signum: None):
         uvicorn.Server(config).run()

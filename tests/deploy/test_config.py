@@ -26,7 +26,7 @@ ENV_EXAMPLE = DEPLOY / ".env.example"
 # ${NAME}, ${NAME:-default}, ${NAME:?message}; not $${...}, which compose passes on as ${...}.
 COMPOSE_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
 PLACEHOLDER = "change-me"
-SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET_KEY$")
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|_KEY$")
 
 
 def compose() -> dict[str, Any]:
