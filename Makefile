@@ -10,13 +10,23 @@ DEMO_DEBS := mosquitto
 # The benchmarks' HTTP load generator, on top of the tests' servers.
 BENCH_DEBS := $(TEST_DEBS) wrk
 
-.PHONY: demo test lint bench install debs-test debs-demo debs-bench clean
+.PHONY: demo test lint bench install lock debs-test debs-demo debs-bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# The newest releases pyproject.toml allows, in a throw-away environment, written to constraints.txt.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e '.[dev]'
+	{ sed -n '1,/^$$/p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 install: $(STAMP)
 

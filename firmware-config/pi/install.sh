@@ -18,7 +18,7 @@ python3 -m venv /opt/lokalnie/venv
 /opt/lokalnie/venv/bin/pip install --quiet --upgrade pip
 # Only the agent's extra (the Pi runs neither the cloud nor the simulators), editable: the agent finds the
 # device profiles in /opt/lokalnie/firmware-config/profiles beside its code.
-/opt/lokalnie/venv/bin/pip install --quiet -e "/opt/lokalnie[edge]"
+/opt/lokalnie/venv/bin/pip install --quiet -c /opt/lokalnie/constraints.txt -e "/opt/lokalnie[edge]"
 
 install -d -m 0755 /etc/lokalnie
 [[ -e /etc/lokalnie/agent.env ]] || install -m 0644 /opt/lokalnie/firmware-config/pi/agent.env.example \

@@ -257,7 +257,7 @@ def test_the_image_runs_as_an_unprivileged_user_and_installs_the_cloud_extra() -
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
-    assert 'pip install ".[cloud]"' in dockerfile
+    assert 'pip install -c constraints.txt ".[cloud]"' in dockerfile
     assert "deploy" not in re.findall(r"^COPY\s+(\S+)", dockerfile, re.MULTILINE)
 
 
