@@ -174,6 +174,76 @@ class VictoriaMetrics:
         return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
 
+class InfluxDB1:
+    """InfluxDB 1.x (Debian's ``influxdb`` package) on loopback ports: the InfluxQL engine the energy
+    officer's dashboards query (InfluxDB 2.x answers the same InfluxQL through its v1 mapping), written to
+    through the v1 write API."""
+
+    DATABASE = "lokalnie"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "influxdb.conf"
+        config.write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "127.0.0.1:{free_port()}"\n'
+            f'[meta]\ndir = "{self.directory / "meta"}"\n'
+            f'[data]\ndir = "{self.directory / "data"}"\nwal-dir = "{self.directory / "wal"}"\n'
+            "query-log-enabled = false\n"
+            f'[http]\nbind-address = "127.0.0.1:{self.port}"\nlog-enabled = false\n'
+            "[monitor]\nstore-enabled = false\n"
+        )
+        self.process = servers.start(
+            [servers.require("influxd"), "run", "-config", str(config)], self.directory / "influxd.log"
+        )
+        servers.wait_for_port(self.port, process=self.process)
+        self.query(f"CREATE DATABASE {self.DATABASE}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            servers.stop_process(self.process, timeout_s=30)
+            self.process = None
+
+    def write(self, body: bytes) -> None:
+        """Line protocol with millisecond timestamps, as the sink writes it."""
+        response = httpx.post(
+            f"{self.url}/write", params={"db": self.DATABASE, "precision": "ms"}, content=body, timeout=60
+        )
+        response.raise_for_status()
+
+    def query(self, influxql: str) -> dict[str, object]:
+        """The one statement's result (``series``, or ``error``), with times in milliseconds."""
+        response = httpx.post(
+            f"{self.url}/query",
+            data={"q": influxql, "db": self.DATABASE, "epoch": "ms"},
+            timeout=60,
+        )
+        if response.status_code == 400:  # a statement it cannot parse: {"error": ...}
+            return dict(response.json())
+        response.raise_for_status()
+        (result,) = response.json()["results"]
+        return dict(result)
+
+
+@contextlib.contextmanager
+def influxdb_v1(directory: Path) -> Iterator[InfluxDB1]:
+    server = InfluxDB1(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def raw_points(
     vm: VictoriaMetrics, metric_pattern: str
 ) -> dict[tuple[str, tuple[tuple[str, str], ...], int], list[float]]:
