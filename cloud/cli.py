@@ -244,6 +244,74 @@ def prune_command(
     )
 
 
+def respool_command(
+    since: Annotated[
+        str, typer.Option("--since", help="First day (or moment) to spool again, ISO 8601, UTC: 2026-09-01")
+    ],
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="Up to this day (or moment), not included [default: now]", show_default=False
+        ),
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+    sites_dir: SitesDirOption = None,
+) -> None:
+    """Spool the time-series points of a period again from the database (raw readings still kept, 15-minute
+    energies, counter corrections), for a time-series database that was lost, restored from an older backup
+    or added later. The ingest processes' senders write them; InfluxDB replaces the points it has, so a period
+    already sent is not doubled. Run it where INFLUX_URL is set (the clock: env LOKALNIE_CLOCK)."""
+    from cloud.db.engine import make_engine
+    from cloud.timeseries.respool import HOUR_MS, RespoolReport, respool
+    from common.clock import iso_from_ms
+    from common.sites import load_sites
+
+    setup_logging("timeseries-respool")
+    settings, clock = _start(database_url=database_url, sites_dir=sites_dir)
+    if settings.influx_url is None:
+        _refuse(
+            "bad configuration: INFLUX_URL is not set, so no sender would write the lines",
+            EXIT_BAD_CONFIGURATION,
+        )
+    since_ms = _moment_ms("--since", since)
+    until_ms = _moment_ms("--until", until) if until is not None else clock.now_ms()
+    if since_ms >= until_ms:
+        _refuse(f"bad configuration: --since {since} is not before --until", EXIT_BAD_CONFIGURATION)
+    devices = [(site.id, device.id) for site in load_sites(settings.sites_dir) for device in site.devices]
+
+    def hour_done(start_ms: int, total: RespoolReport) -> None:
+        if (start_ms + HOUR_MS) % (24 * HOUR_MS) == 0:
+            logger.info("spooled up to %s: %d lines so far", iso_from_ms(start_ms + HOUR_MS), total.lines)
+
+    engine = make_engine(settings.database_url)
+    try:
+        report = respool(engine, devices, since_ms, until_ms, clock.now_ms, hour_done=hour_done)
+    except (SQLAlchemyError, OSError) as error:
+        _refuse(f"cannot read the database: {_first_line(error)}", EXIT_DATABASE_UNAVAILABLE)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"Spooled {report.readings} readings, {report.intervals} 15-minute energies and {report.corrections} "
+        f"counter corrections from {iso_from_ms(since_ms)} to {iso_from_ms(until_ms)}."
+    )
+
+
+def _moment_ms(option: str, text: str) -> int:
+    """An ISO 8601 date or date and time as milliseconds since the epoch, UTC unless it names its offset."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        _refuse(
+            f"bad configuration: {option} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time",
+            EXIT_BAD_CONFIGURATION,
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def _settings(**options: Any) -> tuple[Settings, Clock]:
     """Settings from the environment and the options given, and the clock; on a problem, one line in the log
     and the exit code for a bad configuration."""
