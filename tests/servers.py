@@ -36,6 +36,20 @@ def wait_for_port(port: int, timeout_s: float = 15.0, process: subprocess.Popen[
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout_s} s")
 
 
+def wait_for_postgres(port: int, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """Block until PostgreSQL on 127.0.0.1:port accepts connections: it listens while it still recovers
+    ("the database system is starting up"), so an open port is not enough."""
+    wait_for_port(port, timeout_s, process)
+    deadline = time.monotonic() + timeout_s
+    ready = [require("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+    while subprocess.run(ready, check=False).returncode != 0:
+        if process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL on port {port} exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PostgreSQL on port {port} did not accept connections within {timeout_s} s")
+        time.sleep(0.1)
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
     """Stop a process and its process group: SIGTERM, then SIGKILL if it does not go in time."""
     if process.poll() is not None:
@@ -207,7 +221,7 @@ def postgres(log_dir: Path, durable: bool = False) -> Iterator[Postgres]:
             ],
             log_dir / "postgres.log",
         )
-        wait_for_port(port, process=process)
+        wait_for_postgres(port, process)
         _create_database(port)
         yield Postgres(port, log_dir)
     finally:

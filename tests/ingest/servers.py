@@ -99,7 +99,7 @@ class RestartablePostgres:
             ],
             self.log_dir / "postgres.log",
         )
-        servers.wait_for_port(self.port, process=self.process)
+        servers.wait_for_postgres(self.port, self.process)
 
     def stop(self) -> None:
         """A fast shutdown: open connections are cut, as when the server goes away."""
