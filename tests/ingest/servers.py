@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -128,9 +129,8 @@ def persistent_mosquitto_config(port: int, directory: Path) -> str:
     )
 
 
-class VictoriaMetrics:
-    """VictoriaMetrics (the Debian package) on a loopback port, keeping its data across restarts; written to
-    through the InfluxDB 2.x write API, read back raw through ``/api/v1/export``."""
+class TimeSeriesServer:
+    """A time-series database of the tests, in its own directory, on a loopback HTTP port (``url``)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -140,6 +140,32 @@ class VictoriaMetrics:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM): the server writes out what it has accepted."""
+        if self.process is not None:
+            servers.stop_process(self.process, timeout_s=30)
+            self.process = None
+
+
+Server = TypeVar("Server", bound=TimeSeriesServer)
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class VictoriaMetrics(TimeSeriesServer):
+    """VictoriaMetrics (the Debian package) on a loopback port, keeping its data across restarts; written to
+    through the InfluxDB 2.x write API, read back raw through ``/api/v1/export``."""
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -155,12 +181,6 @@ class VictoriaMetrics:
         )
         servers.wait_for_port(self.port, process=self.process)
 
-    def stop(self) -> None:
-        """A clean stop (SIGTERM): VictoriaMetrics writes out what it has accepted."""
-        if self.process is not None:
-            servers.stop_process(self.process, timeout_s=30)
-            self.process = None
-
     def export(self, metric_pattern: str) -> list[dict[str, object]]:
         """Every raw sample of the metrics matching the regular expression, as VictoriaMetrics' export lines
         (``metric``, ``values``, ``timestamps``), without deduplication."""
@@ -174,21 +194,12 @@ class VictoriaMetrics:
         return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
 
-class InfluxDB1:
+class InfluxDB1(TimeSeriesServer):
     """InfluxDB 1.x (Debian's ``influxdb`` package) on loopback ports: the InfluxQL engine the energy
     officer's dashboards query (InfluxDB 2.x answers the same InfluxQL through its v1 mapping), written to
     through the v1 write API."""
 
     DATABASE = "lokalnie"
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -207,11 +218,6 @@ class InfluxDB1:
         )
         servers.wait_for_port(self.port, process=self.process)
         self.query(f"CREATE DATABASE {self.DATABASE}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            servers.stop_process(self.process, timeout_s=30)
-            self.process = None
 
     def write(self, body: bytes) -> None:
         """Line protocol with millisecond timestamps, as the sink writes it."""
@@ -234,16 +240,6 @@ class InfluxDB1:
         return dict(result)
 
 
-@contextlib.contextmanager
-def influxdb_v1(directory: Path) -> Iterator[InfluxDB1]:
-    server = InfluxDB1(directory)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def raw_points(
     vm: VictoriaMetrics, metric_pattern: str
 ) -> dict[tuple[str, tuple[tuple[str, str], ...], int], list[float]]:
@@ -258,14 +254,12 @@ def raw_points(
     return points
 
 
-@contextlib.contextmanager
-def victoria_metrics(directory: Path) -> Iterator[VictoriaMetrics]:
-    server = VictoriaMetrics(directory)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def victoria_metrics(directory: Path) -> contextlib.AbstractContextManager[VictoriaMetrics]:
+    return running(VictoriaMetrics(directory))
+
+
+def influxdb_v1(directory: Path) -> contextlib.AbstractContextManager[InfluxDB1]:
+    return running(InfluxDB1(directory))
 
 
 def ingest_process(
