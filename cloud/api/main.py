@@ -25,19 +25,34 @@ from cloud.api.limits import (
     parse_networks,
     security_headers,
 )
+from cloud.api.readings import LOCAL_ZONE
 from cloud.api.routes import api_router
 from cloud.applications.config import ApplicationsConfig
 from cloud.auth.sessions import Authenticator, SessionPolicy
 from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
 from cloud.settings import Settings
+from cloud.smog.data import shipped_data
 from cloud.smog.sites import AddressSites
 from cloud.web import mount_web
-from common.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock, datetime_from_ms
 
 logger = logging.getLogger(__name__)
 
 OPENAPI_URL = "/openapi.json"
+
+
+def _warn_of_expired_smog_data(clock: Clock) -> None:
+    """Name at start the calculator's figures whose validity has ended (each estimate names those it used)."""
+    data = shipped_data()
+    today = datetime_from_ms(clock.now_ms()).astimezone(LOCAL_ZONE).date()
+    for key in data.expired_keys(today):
+        logger.warning(
+            "Stop Smog data %s: %s was valid until %s; enter its successor (docs/smog.md)",
+            data.version,
+            key,
+            data.sourced(key).valid_until,
+        )
 
 
 def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], int] | None = None) -> FastAPI:
@@ -75,6 +90,7 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
     # (Set on the routes rather than on the app: the app's limit would answer 413 in plain text.)
     app.include_router(api_router, max_body_size=settings.max_body_bytes)
     app.state.smog_applications = ApplicationsConfig.from_environment()
+    _warn_of_expired_smog_data(clock)
     mount_web(app)
     _declare_documentation(app)
     app.state.permissions = security.install_rules(app, rates)

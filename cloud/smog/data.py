@@ -40,14 +40,22 @@ class _Model(BaseModel):
 
 
 class Sourced(_Model):
-    """Where a figure comes from: publication (and URL when known), the date it holds for, and whether it is
-    an estimate that the city should confirm."""
+    """Where a figure comes from: publication (and URL when known), the date it holds for, the last day it
+    holds when its source says (a tariff's period), and whether it is an estimate that the city should
+    confirm."""
 
     source: NonEmptyText
     url: str | None = None
     as_of: dt.date
+    valid_until: dt.date | None = None
     unconfirmed: bool = False
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_after_as_of(self) -> Sourced:
+        if self.valid_until is not None and self.valid_until < self.as_of:
+            raise ValueError(f"valid_until {self.valid_until} is before as_of {self.as_of}")
+        return self
 
 
 class SourcedValue(Sourced):
@@ -473,6 +481,25 @@ class SmogData(_Model):
     def unconfirmed_keys(self) -> list[str]:
         """The keys of every value marked ``unconfirmed: true``."""
         return [key for key, item in self.sourced_items() if item.unconfirmed]
+
+    def expired_keys(self, today: dt.date) -> list[str]:
+        """The keys of every value whose ``valid_until`` is before ``today``: figures the city has not yet
+        replaced by their successors."""
+        return [
+            key
+            for key, item in self.sourced_items()
+            if item.valid_until is not None and item.valid_until < today
+        ]
+
+    def label_pl(self, key: str) -> str:
+        """What a person calls the figure at ``key``: the Polish label of it or of the nearest group holding
+        it (``prices.natural_gas.fuel_pln_per_kwh`` → "gaz ziemny z sieci"); the key when none has one."""
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            label = getattr(self.lookup(".".join(parts[:end])), "label_pl", None)
+            if isinstance(label, str) and label:
+                return label
+        return key
 
 
 def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Sourced]]:

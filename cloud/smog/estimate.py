@@ -11,8 +11,9 @@ own yearly change (``price_change_percent_per_year``), applied to every source's
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -405,6 +406,10 @@ class EstimateResponse(BaseModel):
     explanation_pl: str
     other_programmes_pl: list[str]
     unconfirmed_keys: list[str]
+    expired_keys: list[str] = Field(
+        description="Data keys this estimate used whose validity (valid_until) ended before its day: figures "
+        "the city has not yet replaced; prices_assumption_pl says so in Polish."
+    )
     data_used: list[DataReference] = Field(
         description="Every data key any figure used, once, with the value taken, its source and date."
     )
@@ -1018,8 +1023,11 @@ def _explain_option(
     return text + "."
 
 
-def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | None = None) -> EstimateResponse:
-    """The estimate for a house at a known site (distances already known); pure apart from reading data."""
+def estimate_for_site(
+    request: EstimateRequest, site: Site, data: SmogData | None = None, today: dt.date | None = None
+) -> EstimateResponse:
+    """The estimate for a house at a known site (distances already known); pure apart from reading data.
+    ``today`` is the day the figures are judged current on (no judgement without it)."""
     data = data or shipped_data()
     standards = data.demand.standards
     if request.building_standard not in standards:
@@ -1061,6 +1069,8 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
         design_heat_power_kw=round(power, 2),
         has_central_heating=house.central_heating,
     )
+    used = trace.ledger
+    expired = _expired(data, used, today)
     return EstimateResponse(
         data_version=data.version,
         address=site.address,
@@ -1074,12 +1084,40 @@ def estimate_for_site(request: EstimateRequest, site: Site, data: SmogData | Non
         subsidy_tier_explanation_pl=tier.explanation_pl,
         options=options,
         horizon_years=HORIZON_YEARS,
-        prices_assumption_pl=_prices_assumption(request, data.version),
+        prices_assumption_pl=_prices_assumption(request, data.version) + _expired_notice(data, expired),
         explanation_pl=_explain_overall(building, current, options, tier),
         other_programmes_pl=[f"{item.label_pl}: {item.text_pl}" for item in data.subsidies.informational],
         unconfirmed_keys=unconfirmed,
-        data_used=trace.ledger,
+        expired_keys=expired,
+        data_used=used,
     )
+
+
+def _expired(data: SmogData, used: Sequence[DataReference], today: dt.date | None) -> list[str]:
+    """The keys among ``used`` whose validity ended before ``today``."""
+    if today is None:
+        return []
+    by_day = data.memo("expired")
+    expired = by_day.get(today)
+    if expired is None:
+        expired = by_day[today] = frozenset(data.expired_keys(today))
+    return [reference.key for reference in used if reference.key in expired]
+
+
+def _expired_notice(data: SmogData, keys: list[str]) -> str:
+    if not keys:
+        return ""
+    figures = ", ".join(
+        f"{data.label_pl(key)} (ważne do {_date_pl(data.sourced(key).valid_until)})" for key in keys
+    )
+    return (
+        f" Uwaga: część danych straciła ważność: {figures}. Miasto nie wprowadziło jeszcze nowych, "
+        "więc kwoty z nich policzone mogą odbiegać od dzisiejszych."
+    )
+
+
+def _date_pl(day: dt.date | None) -> str:
+    return "" if day is None else f"{day.day:02d}.{day.month:02d}.{day.year}{NBSP}r."
 
 
 def _prices_assumption(request: EstimateRequest, version: str) -> str:
@@ -1150,9 +1188,11 @@ def estimate(
     request: EstimateRequest,
     data: SmogData | None = None,
     sites: AddressSites | None = None,
+    today: dt.date | None = None,
 ) -> EstimateResponse:
     """The estimate for a request: the address (by id, from the database, through ``sites`` when given) or
-    the coordinates (distances to the networks stored in the database, when a session is given)."""
+    the coordinates (distances to the networks stored in the database, when a session is given), with its
+    figures judged current on ``today``."""
     if request.address_id is not None:
         if session is None:
             raise SmogInputError("address_id", "Pole „address_id” (adres): baza adresów jest niedostępna.")
@@ -1173,4 +1213,4 @@ def estimate(
             distances_for_point(session, lat, lon) if session is not None else {"gas": None, "heat": None}
         )
         site = Site(lat, lon, distances["gas"], distances["heat"])
-    return estimate_for_site(request, site, data)
+    return estimate_for_site(request, site, data, today)

@@ -3,6 +3,7 @@ the field and the reason."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -38,7 +39,7 @@ _DELETE = object()
 
 def test_shipped_data_loads_with_a_version() -> None:
     data = load_smog_data()
-    assert data.version == "2026.2"
+    assert data.version == "2026.3"
     assert data.manifest.changelog[0].version == data.version
 
 
@@ -117,7 +118,7 @@ def test_lookup_by_key() -> None:
             "network.yaml: natural_gas.max_distance_m.value",
         ),
         ("demand", ["full_load_hours_h", "value"], 9000, "demand.yaml: full_load_hours_h"),
-        ("manifest", ["version"], "2026.3", "manifest.yaml"),
+        ("manifest", ["version"], "2026.4", "manifest.yaml"),
     ],
 )
 def test_bad_values_are_refused_with_file_and_field(
@@ -170,3 +171,20 @@ def test_a_key_given_twice_is_refused(data_copy: Path) -> None:
     )
     with pytest.raises(SmogDataError, match=r"network.yaml: not valid YAML .*appears twice"):
         load_smog_data(data_copy)
+
+
+def test_a_validity_ending_before_its_date_is_refused(data_copy: Path) -> None:
+    _edit(data_copy, "prices", ["natural_gas", "fuel_pln_per_kwh", "valid_until"], "2025-06-30")
+    with pytest.raises(SmogDataError, match=r"prices.yaml: natural_gas.fuel_pln_per_kwh.*before as_of"):
+        load_smog_data(data_copy)
+
+
+def test_figures_past_their_validity_are_named_with_what_a_person_calls_them() -> None:
+    data = load_smog_data()
+    gas_fuel = "prices.natural_gas.fuel_pln_per_kwh"
+    assert data.sourced(gas_fuel).valid_until == dt.date(2026, 6, 30)
+    assert gas_fuel not in data.expired_keys(dt.date(2026, 6, 30))
+    assert gas_fuel in data.expired_keys(dt.date(2026, 7, 1))
+    assert data.label_pl(gas_fuel) == "gaz ziemny z sieci"
+    assert data.label_pl("efficiencies.pellet_boiler") == data.efficiencies.pellet_boiler.label_pl
+    assert data.label_pl("network.natural_gas.max_distance_m") == "network.natural_gas.max_distance_m"

@@ -3,6 +3,7 @@ input errors in Polish."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -581,7 +582,7 @@ def test_estimate_by_address_id_and_by_coordinates_from_the_sample(tmp_path: Pat
 def test_response_is_json_ready_and_lists_unconfirmed() -> None:
     response = _run(HOUSE_A, REQUEST_A)
     document = response.model_dump(mode="json")
-    assert document["data_version"] == "2026.2"
+    assert document["data_version"] == "2026.3"
     assert "prices.district_heat.heat_pln_per_gj" not in document["unconfirmed_keys"]  # not available here
     assert "subsidies.city_stop_smog.rate" in document["unconfirmed_keys"]
     assert "Ceny energii i paliw przyjęto stałe" in document["prices_assumption_pl"]
@@ -607,3 +608,19 @@ def test_every_key_a_figure_used_is_in_data_used_once_with_its_value_and_source(
     # A second estimate of the same data set answers with the same references, taken from the data's memo.
     again = _run(HOUSE_A, REQUEST_A)
     assert again.data_used == response.data_used
+
+
+def test_an_estimate_names_the_figures_it_used_past_their_validity() -> None:
+    site = Site(REQUEST_A.lat or 0.0, REQUEST_A.lon or 0.0, HOUSE_A.distance_gas_m, HOUSE_A.distance_heat_m)
+    gas_fuel = "prices.natural_gas.fuel_pln_per_kwh"
+    before = estimate_for_site(REQUEST_A, site, today=dt.date(2026, 6, 30))
+    after = estimate_for_site(REQUEST_A, site, today=dt.date(2026, 12, 7))
+    assert before.expired_keys == [] and estimate_for_site(REQUEST_A, site).expired_keys == []
+    assert after.expired_keys == [gas_fuel]
+    assert "Uwaga: część danych straciła ważność: gaz ziemny z sieci (ważne do 30.06.2026" in (
+        after.prices_assumption_pl
+    )
+    assert after.prices_assumption_pl.startswith(before.prices_assumption_pl)
+    # Only what this estimate used: far from the gas network, the gas price is not used.
+    far = Site(REQUEST_A.lat or 0.0, REQUEST_A.lon or 0.0, 5_000.0, 5_000.0)
+    assert estimate_for_site(REQUEST_A, far, today=dt.date(2026, 12, 7)).expired_keys == []

@@ -3,12 +3,16 @@ core's, and every bad input gets 422 naming the field in Polish."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.smog import EstimateRequest, estimate, shipped_data
+from cloud.smog.tables import SmogAddress
+from common.clock import parse_iso_ms
 from tests.smog_api.conftest import SmogApi
 
 
@@ -124,3 +128,15 @@ def test_missing_fields_and_broken_json_are_refused_in_polish(api: SmogApi) -> N
         "msg": "Pole „q” (szukany adres): jest wymagane.",
         "type": "missing",
     }
+
+
+def test_the_api_judges_the_figures_current_on_its_clock_s_day(api: SmogApi) -> None:
+    with Session(api.engine) as session:
+        # The house nearest the gas network: its estimate uses the gas price.
+        near_gas = session.scalar(select(SmogAddress.id).order_by(SmogAddress.distance_gas_m).limit(1))
+    payload = {"address_id": near_gas, "heated_area_m2": 100, "building_standard": "before_1967"}
+    assert api.client.post("/api/v1/smog/estimate", json=payload).json()["expired_keys"] == []
+    asyncio.run(api.clock.advance_to(parse_iso_ms("2026-07-01T00:30:00+02:00")))
+    body = api.client.post("/api/v1/smog/estimate", json=payload).json()
+    assert body["expired_keys"] == ["prices.natural_gas.fuel_pln_per_kwh"]
+    assert "gaz ziemny z sieci (ważne do 30.06.2026" in body["prices_assumption_pl"]

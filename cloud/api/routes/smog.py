@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from cloud.api.deps import SessionDep, SmogSitesDep
+from cloud.api.deps import ClockDep, SessionDep, SmogSitesDep
+from cloud.api.readings import LOCAL_ZONE
 from cloud.api.security import Public
 from cloud.applications.errors import ApplicationInputError
 from cloud.applications.form import FIELD_LABELS_PL
@@ -28,6 +29,7 @@ from cloud.smog import (
     estimate,
     search_addresses,
 )
+from common.clock import datetime_from_ms
 
 ESTIMATE_LABELS_PL: dict[str, str] = {
     "address_id": "adres",
@@ -146,10 +148,12 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
     responses=_REFUSED,
     dependencies=[Public(rate_limit="estimates")],
 )
-async def post_estimate(request: EstimateRequest, session: SessionDep, sites: SmogSitesDep) -> Response:
+async def post_estimate(
+    request: EstimateRequest, session: SessionDep, sites: SmogSitesDep, clock: ClockDep
+) -> Response:
     """The estimate for a house: every heat source with its investment, grants, loan, yearly bill,
     emissions and 15-year cost, sorted from the cheapest, each figure with its data keys and formulas and
-    the data version it was computed with."""
+    the data version it was computed with; the figures whose validity has ended are named."""
     # By address (the page's way): computed on the event loop — about a millisecond of Python and a site
     # usually kept in memory — not in a worker thread: under load, the threads' fight for the GIL with the
     # loop's socket writes cost more than the estimate itself (bench/bench_smog_estimate.py). By coordinates
@@ -157,10 +161,11 @@ async def post_estimate(request: EstimateRequest, session: SessionDep, sites: Sm
     # networks: in a worker thread, so as not to hold up the other requests.
     # The core's model is serialised once, by pydantic, instead of FastAPI validating and encoding the
     # 50 kB answer again: a third of the request's time.
+    today = datetime_from_ms(clock.now_ms()).astimezone(LOCAL_ZONE).date()
     if request.address_id is not None:
-        answer = estimate(session, request, sites=sites)
+        answer = estimate(session, request, sites=sites, today=today)
     else:
-        answer = await run_in_threadpool(estimate, session, request)
+        answer = await run_in_threadpool(estimate, session, request, today=today)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
