@@ -76,6 +76,7 @@ _subcommands(
     "The Stop Smog calculator's data and the residents' applications.",
     [
         ("import", "cloud.smog.cli", "smog_import_command"),
+        ("check-data", "cloud.smog.cli", "smog_check_data_command"),
         ("purge", "cloud.applications.cli", "smog_purge_command"),
     ],
     "cloud",

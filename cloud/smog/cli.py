@@ -1,5 +1,6 @@
 """The ``lokalnie smog import`` command: the city's address points and its gas and district heat networks
-into the calculator's tables, in one transaction."""
+into the calculator's tables, in one transaction; and ``lokalnie smog check-data``: whether a folder of data
+files would load, and what in it waits for the city (figures to confirm, figures past their validity)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from cloud.smog.errors import SmogImportError
+from cloud.smog.data import DATA_DIR, load_smog_data
+from cloud.smog.errors import SmogDataError, SmogImportError
 from cloud.smog.importer import import_addresses, import_networks
 
 
@@ -44,3 +46,32 @@ def smog_import_command(
     typer.echo(
         f"Imported {points} address points, {gas_lines} gas lines and {heat_lines} district heat lines."
     )
+
+
+def smog_check_data_command(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="The folder of data files [default: the shipped cloud/smog/data]", show_default=False
+        ),
+    ] = DATA_DIR,
+) -> None:
+    """Check the calculator's data files as the API will load them: every problem with its file, field and
+    reason (exit 1), or the version, the figures still to confirm and those past their validity today."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        data = load_smog_data(directory)
+    except SmogDataError as error:
+        typer.echo(f"{directory}: the calculator would refuse these files:", err=True)
+        for problem in error.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1) from error
+    values = sum(1 for _item in data.sourced_items())
+    unconfirmed = data.unconfirmed_keys()
+    expired = data.expired_keys(datetime.now(ZoneInfo("Europe/Warsaw")).date())
+    typer.echo(f"{directory}: version {data.version}, {values} sourced values; the calculator loads them.")
+    typer.echo(f"To confirm (unconfirmed: true): {len(unconfirmed)}.")
+    for key in expired:
+        typer.echo(f"Past its validity: {key} (valid until {data.sourced(key).valid_until}).")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,28 @@ def test_figures_past_their_validity_are_named_with_what_a_person_calls_them() -
     assert data.label_pl(gas_fuel) == "gaz ziemny z sieci"
     assert data.label_pl("efficiencies.pellet_boiler") == data.efficiencies.pellet_boiler.label_pl
     assert data.label_pl("network.natural_gas.max_distance_m") == "network.natural_gas.max_distance_m"
+
+
+def check_data(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lokalnie", "smog", "check-data", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_city_checks_its_files_with_one_command(data_copy: Path) -> None:
+    checked = check_data(data_copy)
+    assert checked.returncode == 0, checked.stderr
+    data = load_smog_data(data_copy)
+    assert f"version {data.version}" in checked.stdout
+    assert f"To confirm (unconfirmed: true): {len(data.unconfirmed_keys())}." in checked.stdout
+    assert "Past its validity: prices.natural_gas.fuel_pln_per_kwh (valid until 2026-06-30)" in checked.stdout
+    _edit(data_copy, "efficiencies", ["pellet_boiler", "value"], 1.2)
+    _edit(data_copy, "prices", ["lpg", "price_pln_per_litre", "source"], "")
+    refused = check_data(data_copy)
+    assert refused.returncode == 1
+    assert "efficiencies.yaml: pellet_boiler.value" in refused.stderr
+    assert "prices.yaml: lpg.price_pln_per_litre.source" in refused.stderr
+    assert "Traceback" not in refused.stderr
