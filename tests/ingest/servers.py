@@ -104,15 +104,9 @@ class RestartablePostgres:
 
     def stop(self) -> None:
         """A fast shutdown: open connections are cut, as when the server goes away."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            servers.stop_process(self.process)
-        self.process = None
+        if self.process is not None:
+            servers.stop_postgres(self.process)
+            self.process = None
 
     def close(self) -> None:
         self.stop()
