@@ -9,13 +9,13 @@ as ingest processes), and only grow, across restarts too.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
-from cloud.db.models import IngestWorker
+from cloud.db.models import Device, IngestWorker, Link, Sample
 from cloud.ingest.stats import LagHistogram
 from cloud.timeseries.outbox import Depth, depth
 
@@ -42,11 +42,24 @@ class WorkerFigures:
 
 
 @dataclass(frozen=True)
+class DeviceFigures:
+    """A device of the register and the time of its newest stored sample (None: none is kept, never sent or
+    all pruned)."""
+
+    school_id: str
+    device_id: str
+    newest_ts_ms: int | None
+
+
+@dataclass(frozen=True)
 class IngestFigures:
     """Everything `prometheus_text` and `health` show, read at one moment."""
 
     workers: Sequence[WorkerFigures]
     spool: Depth
+    devices: Sequence[DeviceFigures]
+    # Each school's link to the broker as its retained status last said: True online, False offline.
+    links_online: Mapping[str, bool]
     # The data clock (LOKALNIE_CLOCK) and real time when read [ms since the epoch].
     now_ms: int
     real_now_ms: int
@@ -114,7 +127,25 @@ def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigu
                 lag=LagHistogram.from_json(histogram if isinstance(histogram, dict) else None),
             )
         )
-    return IngestFigures(workers, depth(connection), now_ms, real_now_ms)
+    return IngestFigures(
+        workers, depth(connection), _devices(connection), _links_online(connection), now_ms, real_now_ms
+    )
+
+
+def _devices(connection: Connection) -> list[DeviceFigures]:
+    # One index lookup per device (ix_samples_school_device_ts), however many samples are kept.
+    newest = (
+        select(func.max(Sample.ts_ms))
+        .where(Sample.school_id == Device.school_id, Sample.device_id == Device.device_id)
+        .scalar_subquery()
+    )
+    query = select(Device.school_id, Device.device_id, newest).order_by(Device.school_id, Device.device_id)
+    return [DeviceFigures(school, device, ts_ms) for school, device, ts_ms in connection.execute(query)]
+
+
+def _links_online(connection: Connection) -> dict[str, bool]:
+    query = select(Link.school_id, Link.state).order_by(Link.school_id)
+    return {school: state == "online" for school, state in connection.execute(query)}
 
 
 def _labels(**labels: str) -> str:
@@ -206,6 +237,25 @@ def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
         "gauge",
         "How far the newest stored reading of any school lies behind the clock.",
         [("", lag_s)] if lag_s is not None else [],
+    )
+    family(
+        "device_sample_age_seconds",
+        "gauge",
+        "How far the newest stored sample of a device of the register lies behind the clock.",
+        [
+            (
+                _labels(school=d.school_id, device=d.device_id),
+                max(figures.now_ms - d.newest_ts_ms, 0) / 1000.0,
+            )
+            for d in figures.devices
+            if d.newest_ts_ms is not None
+        ],
+    )
+    family(
+        "school_link_up",
+        "gauge",
+        "1 if the school's edge agent is connected to the broker (its retained status), else 0.",
+        [(_labels(school=school), int(online)) for school, online in figures.links_online.items()],
     )
     spool = figures.spool
     family("timeseries_spool_lines", "gauge", "Lines waiting in the time-series outbox.", [("", spool.lines)])

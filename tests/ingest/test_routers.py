@@ -17,7 +17,17 @@ from cloud.api.routes import corrections, events, health, metrics
 from cloud.db.engine import make_session_factory
 from cloud.ingest import stats
 from cloud.ingest.store import Message
-from common.wire import Channel, DeviceKind, HealthEvent, Sample, Severity, encode, school_topic
+from common.wire import (
+    Channel,
+    DeviceKind,
+    HealthEvent,
+    LinkState,
+    Sample,
+    Severity,
+    Status,
+    encode,
+    school_topic,
+)
 from tests.ingest.conftest import NOW_MS, IngestDb, telemetry
 
 Q = 15 * 60 * 1000
@@ -112,6 +122,32 @@ def test_metrics_show_every_workers_counters_the_lag_and_the_spool(
     assert samples["lokalnie_timeseries_spool_lines"] == 2
     assert samples["lokalnie_timeseries_spool_batches"] == 1
     assert samples['lokalnie_ingest_up{worker="w1",group="g"}'] == 1
+
+
+def test_metrics_show_how_long_each_device_has_been_silent_and_each_school_s_link(
+    client: TestClient, ingest_db: IngestDb
+) -> None:
+    """What the alerts watch (deploy/monitoring/alerts.yaml): a device of the register whose newest sample is
+    old, a school whose agent is offline. A device that never sent has no age."""
+    quiet, silent = ingest_db.school_ids
+    with ingest_db.engine.begin() as connection:
+        stats.register_worker(connection, "w1", "g", 0)
+    store = ingest_db.store(worker_id="w1")
+    store.store([telemetry(quiet, [inverter(1, NOW_MS - 3_600_000, 1.0), inverter(2, NOW_MS - 60_000, 2.0)])])
+    store.store([telemetry(silent, [inverter(1, NOW_MS - 7_200_000, 1.0)])])
+    for school, state in ((quiet, LinkState.ONLINE), (silent, LinkState.OFFLINE)):
+        status = Status(school=school, state=state, since_ms=NOW_MS - 7_200_000)
+        store.store([Message(school_topic(school, Channel.STATUS), encode(status), NOW_MS)])
+    ingest_db.clock.set(NOW_MS + 5000)
+
+    samples = parse_prometheus(client.get("/metrics").text)
+    ages = {key: value for key, value in samples.items() if key.startswith("lokalnie_device_sample_age")}
+    assert ages == {
+        f'lokalnie_device_sample_age_seconds{{school="{quiet}",device="inverter"}}': 65.0,
+        f'lokalnie_device_sample_age_seconds{{school="{silent}",device="inverter"}}': 7205.0,
+    }, "the newest sample of each device counts; the meters never sent"
+    assert samples[f'lokalnie_school_link_up{{school="{quiet}"}}'] == 1
+    assert samples[f'lokalnie_school_link_up{{school="{silent}"}}'] == 0
 
 
 def test_health_says_ok_idle_or_degraded_and_why(client: TestClient, ingest_db: IngestDb) -> None:
