@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests run for real; `make test` installs the missing ones when it runs as root.
-TEST_DEBS := mosquitto mosquitto-clients postgresql victoria-metrics chromium systemd caddy influxdb
+TEST_DEBS := mosquitto mosquitto-clients postgresql victoria-metrics chromium systemd caddy influxdb \
+	prometheus-alertmanager
 DEMO_DEBS := mosquitto
 # The benchmarks' HTTP load generator, on top of the tests' servers.
 BENCH_DEBS := $(TEST_DEBS) wrk
