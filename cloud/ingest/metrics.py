@@ -48,6 +48,7 @@ class DeviceFigures:
 
     school_id: str
     device_id: str
+    kind: str
     newest_ts_ms: int | None
 
 
@@ -139,8 +140,10 @@ def _devices(connection: Connection) -> list[DeviceFigures]:
         .where(Sample.school_id == Device.school_id, Sample.device_id == Device.device_id)
         .scalar_subquery()
     )
-    query = select(Device.school_id, Device.device_id, newest).order_by(Device.school_id, Device.device_id)
-    return [DeviceFigures(school, device, ts_ms) for school, device, ts_ms in connection.execute(query)]
+    query = select(Device.school_id, Device.device_id, Device.kind, newest).order_by(
+        Device.school_id, Device.device_id
+    )
+    return [DeviceFigures(*row) for row in connection.execute(query)]
 
 
 def _links_online(connection: Connection) -> dict[str, bool]:
@@ -244,7 +247,7 @@ def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
         "How far the newest stored sample of a device of the register lies behind the clock.",
         [
             (
-                _labels(school=d.school_id, device=d.device_id),
+                _labels(school=d.school_id, device=d.device_id, kind=d.kind),
                 max(figures.now_ms - d.newest_ts_ms, 0) / 1000.0,
             )
             for d in figures.devices
