@@ -16,7 +16,24 @@ from cloud.timeseries import lines as tsl
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))
-DATASOURCE_UID = "influxdb"
+DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources"
+
+
+def _provisioned_influxdb_uid() -> str:
+    """The uid Grafana gives the InfluxDB data source it provisions: a dashboard names its data source by
+    this uid, and Grafana shows "data source not found" on every panel that names another."""
+    (source,) = [
+        source
+        for path in sorted(DATASOURCES.glob("*.yaml"))
+        for source in yaml.safe_load(path.read_text())["datasources"]
+        if source["type"] == "influxdb"
+    ]
+    uid = source["uid"]
+    assert isinstance(uid, str)
+    return uid
+
+
+DATASOURCE_UID = _provisioned_influxdb_uid()
 
 
 def _published_quantities() -> set[str]:
