@@ -32,6 +32,7 @@ from tests import servers
 from tests.conftest import SITES_DIR
 from tests.deploy.test_config import DEPLOY, compose, env_example, resolve
 from tests.ingest.conftest import SettableClock
+from tests.ingest.test_dashboards import platform_queries
 
 MONITORING = DEPLOY / "monitoring"
 RULES = MONITORING / "alerts.yaml"
@@ -264,3 +265,13 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
     scraped = httpx.get(f"http://127.0.0.1:{vm_port}/api/v1/query", params={"query": "up"}, timeout=5).json()
     assert [series["value"][1] for series in scraped["data"]["result"]] == ["1"], "scraped with the key"
     assert "Traceback" not in api_log.read_text()
+
+    # The energy officer's "Platforma" dashboard reads the same VictoriaMetrics: every query runs.
+    for title, expr in platform_queries().items():
+        answer = httpx.get(f"http://127.0.0.1:{vm_port}/api/v1/query", params={"query": expr}, timeout=5)
+        assert answer.status_code == 200 and answer.json()["status"] == "success", f"{title}: {answer.text}"
+        result = answer.json()["data"]["result"]
+        # Two schools spoke: their four devices have an age, their two links a state.
+        series = {"lokalnie_device_sample_age_seconds": 4, "lokalnie_school_link_up": 2}
+        if expr in series:
+            assert len(result) == series[expr], f"{title}: {result}"

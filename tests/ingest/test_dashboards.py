@@ -12,28 +12,38 @@ from typing import Any
 import pytest
 import yaml
 
+from cloud.ingest.metrics import IngestFigures, prometheus_text
 from cloud.timeseries import lines as tsl
+from cloud.timeseries.outbox import Depth
 
 REPO = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))
+DASHBOARD_DIR = REPO / "deploy" / "grafana" / "dashboards"
+# The platform's own state, from the API's /metrics through VictoriaMetrics (tests/deploy/test_alerts.py
+# runs its queries); every other dashboard is the energy officer's, on InfluxDB.
+PLATFORM_DASHBOARD = DASHBOARD_DIR / "platform.json"
+DASHBOARDS = sorted(path for path in DASHBOARD_DIR.glob("*.json") if path != PLATFORM_DASHBOARD)
 DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources"
 
 
-def _provisioned_influxdb_uid() -> str:
-    """The uid Grafana gives the InfluxDB data source it provisions: a dashboard names its data source by
-    this uid, and Grafana shows "data source not found" on every panel that names another."""
+def provisioned_uid(source_type: str) -> str:
+    """The uid Grafana gives the data source of ``source_type`` it provisions: a dashboard names its data
+    source by this uid, and Grafana finds no data source for a panel that names another."""
     (source,) = [
         source
         for path in sorted(DATASOURCES.glob("*.yaml"))
         for source in yaml.safe_load(path.read_text())["datasources"]
-        if source["type"] == "influxdb"
+        if source["type"] == source_type
     ]
     uid = source["uid"]
     assert isinstance(uid, str)
     return uid
 
 
-DATASOURCE_UID = _provisioned_influxdb_uid()
+DATASOURCE_UID = provisioned_uid("influxdb")
+# No worker, device or link: every metric family /metrics serves is still declared.
+EMPTY_FIGURES = IngestFigures(
+    workers=[], spool=Depth(0, 0, None), devices=[], links_online={}, now_ms=0, real_now_ms=0
+)
 
 
 def _published_quantities() -> set[str]:
@@ -78,8 +88,30 @@ def queries(dashboard: dict[str, Any]) -> list[str]:
 
 
 def test_there_are_dashboards_with_unique_uids() -> None:
-    uids = [json.loads(path.read_text())["uid"] for path in DASHBOARDS]
-    assert len(uids) >= 2 and len(set(uids)) == len(uids)
+    uids = [json.loads(path.read_text())["uid"] for path in [*DASHBOARDS, PLATFORM_DASHBOARD]]
+    assert len(uids) >= 3 and len(set(uids)) == len(uids)
+
+
+def platform_queries() -> dict[str, str]:
+    """The platform dashboard's PromQL by panel title; each panel names the provisioned VictoriaMetrics."""
+    dashboard = json.loads(PLATFORM_DASHBOARD.read_text())
+    source = {"type": "prometheus", "uid": provisioned_uid("prometheus")}
+    found = {}
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == source, panel["title"]
+        (target,) = panel["targets"]
+        assert target["datasource"] == source, panel["title"]
+        found[panel["title"]] = target["expr"]
+    return found
+
+
+def test_the_platform_dashboard_reads_the_metrics_the_api_serves() -> None:
+    served = set(re.findall(r"^# TYPE (lokalnie_[a-z_]+) ", prometheus_text(EMPTY_FIGURES), re.MULTILINE))
+    for title, expr in platform_queries().items():
+        names = set(re.findall(r"\b(lokalnie_[a-z_]+)", expr))
+        assert names, title
+        for name in names:
+            assert re.sub(r"_(bucket|sum|count)$", "", name) in served, f"{title}: {name}"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
