@@ -21,6 +21,8 @@ class Role(enum.StrEnum):
     HUB_ADMIN = "hub_admin"
     #: A microfirm's own account; bound to a ``firm_id``.
     FIRM = "firm"
+    #: A monitor's key (VictoriaMetrics scraping ``/metrics``): the platform's own figures, nothing else.
+    MONITORING = "monitoring"
 
 
 class Binding(enum.StrEnum):
@@ -39,6 +41,7 @@ ROLE_BINDING: MappingProxyType[Role, Binding] = MappingProxyType(
         Role.SMOG_OFFICER: Binding.NONE,
         Role.HUB_ADMIN: Binding.NONE,
         Role.FIRM: Binding.FIRM,
+        Role.MONITORING: Binding.NONE,
     }
 )
 

@@ -152,6 +152,7 @@ CALLERS: dict[str, tuple[Role, int | None, int | None]] = {
     "hub_admin": (Role.HUB_ADMIN, None, None),
     "firm": (Role.FIRM, None, 0),
     "other_firm": (Role.FIRM, None, 1),
+    "monitoring": (Role.MONITORING, None, None),
 }
 
 

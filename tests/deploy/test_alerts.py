@@ -1,6 +1,6 @@
 """The alerts the city's IT gets by mail, run for real: the API's ``/metrics`` over a database with a silent
 device, an offline school and a dead ingest worker; Debian's VictoriaMetrics scraping it with
-deploy/monitoring/scrape.yaml and an energy officer's API key made with ``lokalnie users create-key``, as
+deploy/monitoring/scrape.yaml and a monitoring API key made with ``lokalnie users create-key``, as
 deploy/README.md says; Debian's vmalert evaluating deploy/monitoring/alerts.yaml; and Debian's Alertmanager
 with the configuration compose writes from `.env`, which must end up holding exactly the alerts expected.
 
@@ -179,7 +179,7 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
 
     # deploy/README.md, "Alerts by mail": the key VictoriaMetrics signs in with.
     made = subprocess.run(
-        [sys.executable, "-m", "lokalnie", "users", "create-key", "monitoring", "--role", "energy_officer"],
+        [sys.executable, "-m", "lokalnie", "users", "create-key", "monitoring", "--role", "monitoring"],
         capture_output=True,
         text=True,
         env=env,

@@ -81,7 +81,7 @@ def inverter(seq: int, ts_ms: int, energy_wh: float) -> Sample:
 def test_every_route_declares_one_access_rule(client: TestClient) -> None:
     rules = {(p.method, p.path): p.rule.who() for p in security.route_permissions(client.app)}  # type: ignore[arg-type]
     assert rules == {
-        ("GET", "/metrics"): "energy_officer",
+        ("GET", "/metrics"): "energy_officer, monitoring",
         ("GET", "/api/v1/schools/{school_id}/corrections"): "school_admin (own school), energy_officer",
         ("GET", "/api/v1/schools/{school_id}/events"): "school_admin (own school), energy_officer",
         ("GET", "/healthz"): "public",

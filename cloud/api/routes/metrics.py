@@ -28,7 +28,7 @@ def _real_ms() -> int:
 
 @router.get(
     "/metrics",
-    dependencies=[Allow(Role.ENERGY_OFFICER)],
+    dependencies=[Allow(Role.ENERGY_OFFICER, Role.MONITORING)],
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4."}},
 )
