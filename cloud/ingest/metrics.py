@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, func, select
 
-from cloud.db.models import Device, IngestWorker, Link, Sample
+from cloud.db.models import Device, EventState, IngestWorker, Link, Sample
 from cloud.ingest.stats import LagHistogram
 from cloud.timeseries.outbox import Depth, depth
 
@@ -53,6 +53,17 @@ class DeviceFigures:
 
 
 @dataclass(frozen=True)
+class ConditionFigures:
+    """A condition a school's agent reported (`common.wire.HealthEvent`): raised now or cleared."""
+
+    school_id: str
+    device_id: str
+    code: str
+    severity: str
+    active: bool
+
+
+@dataclass(frozen=True)
 class IngestFigures:
     """Everything `prometheus_text` and `health` show, read at one moment."""
 
@@ -61,6 +72,7 @@ class IngestFigures:
     devices: Sequence[DeviceFigures]
     # Each school's link to the broker as its retained status last said: True online, False offline.
     links_online: Mapping[str, bool]
+    conditions: Sequence[ConditionFigures]
     # The data clock (LOKALNIE_CLOCK) and real time when read [ms since the epoch].
     now_ms: int
     real_now_ms: int
@@ -129,7 +141,13 @@ def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigu
             )
         )
     return IngestFigures(
-        workers, depth(connection), _devices(connection), _links_online(connection), now_ms, real_now_ms
+        workers,
+        depth(connection),
+        _devices(connection),
+        _links_online(connection),
+        _conditions(connection),
+        now_ms,
+        real_now_ms,
     )
 
 
@@ -144,6 +162,14 @@ def _devices(connection: Connection) -> list[DeviceFigures]:
         Device.school_id, Device.device_id
     )
     return [DeviceFigures(*row) for row in connection.execute(query)]
+
+
+def _conditions(connection: Connection) -> list[ConditionFigures]:
+    state = EventState.__table__.c
+    query = select(state.school_id, state.device_id, state.code, state.severity, state.active).order_by(
+        state.school_id, state.device_id, state.code
+    )
+    return [ConditionFigures(*row) for row in connection.execute(query)]
 
 
 def _links_online(connection: Connection) -> dict[str, bool]:
@@ -259,6 +285,16 @@ def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
         "gauge",
         "1 if the school's edge agent is connected to the broker (its retained status), else 0.",
         [(_labels(school=school), int(online)) for school, online in figures.links_online.items()],
+    )
+    family(
+        "school_condition_active",
+        "gauge",
+        "1 while a condition a school's agent reported (device unreachable, outbox full, ...) is raised, "
+        "0 once cleared; device is empty for the agent's own conditions.",
+        [
+            (_labels(school=c.school_id, device=c.device_id, code=c.code, severity=c.severity), int(c.active))
+            for c in figures.conditions
+        ],
     )
     spool = figures.spool
     family("timeseries_spool_lines", "gauge", "Lines waiting in the time-series outbox.", [("", spool.lines)])

@@ -26,7 +26,18 @@ from sqlalchemy import Engine
 from cloud.db.engine import make_engine
 from cloud.ingest import stats
 from cloud.ingest.store import Message, StoreOptions, TelemetryStore
-from common.wire import Channel, DeviceKind, LinkState, Sample, Status, TelemetryBatch, encode, school_topic
+from common.wire import (
+    Channel,
+    DeviceKind,
+    HealthEvent,
+    LinkState,
+    Sample,
+    Severity,
+    Status,
+    TelemetryBatch,
+    encode,
+    school_topic,
+)
 from lokalnie.ports import free_port
 from tests import servers
 from tests.conftest import SITES_DIR
@@ -96,9 +107,27 @@ def poll(device: str, seq: int, ts_ms: int) -> Sample:
     return Sample(seq=seq, device=device, kind=kind, ts_ms=ts_ms, values=values)
 
 
+def condition(
+    school: str, seq: int, device: str | None, code: str, severity: Severity, now_ms: int
+) -> Message:
+    event = HealthEvent(
+        school=school,
+        stream="e0e0e0e0",
+        seq=seq,
+        device=device,
+        code=code,
+        severity=severity,
+        active=True,
+        ts_ms=now_ms - 3_600_000,
+        message_pl="opis dla woźnego",
+    )
+    return Message(school_topic(school, Channel.EVENTS), encode(event), now_ms)
+
+
 def fill(engine: Engine, now_ms: int, worker: str) -> None:
     """sp5's devices spoke a minute ago, sp1's two hours ago, the other schools' never; sp5 online, sp1
-    offline; an ingest worker last seen an hour ago (``worker`` "dead") or none ever ("never")."""
+    offline; sp5's agent reports its outbox dropping readings (critical) and its inverter asleep (a note); an
+    ingest worker last seen an hour ago (``worker`` "dead") or none ever ("never")."""
     store = TelemetryStore(engine, SettableClock(now_ms), None, StoreOptions())
     for school, age_ms in ((SPEAKING, 60_000), (SILENT, 7_200_000)):
         batch = TelemetryBatch(
@@ -115,6 +144,12 @@ def fill(engine: Engine, now_ms: int, worker: str) -> None:
                 Message(school_topic(school, Channel.STATUS), encode(status), now_ms),
             ]
         )
+    store.store(
+        [
+            condition(SPEAKING, 1, None, "outbox_dropped", Severity.CRITICAL, now_ms),
+            condition(SPEAKING, 2, "inverter", "device_unreachable", Severity.INFO, now_ms),
+        ]
+    )
     if worker == "dead":
         with engine.begin() as connection:
             stats.register_worker(connection, "ingest-1", "ingest", now_ms - 3_600_000)
@@ -256,6 +291,7 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
         ("LokalnieIngestDown", "", ""),
         ("LokalnieDeviceSilent", SILENT, "meter"),
         ("LokalnieSchoolOffline", SILENT, ""),
+        ("LokalnieSchoolCondition", SPEAKING, ""),
     } | ({("LokalnieDeviceSilent", SILENT, "inverter")} if watched else set())
     wait_for("the expected alerts", lambda: firing() >= expected, tmp_path / "vmalert.log")
     # A few more evaluations: nothing else may join them (the API is scraped, sp5 spoke a minute ago).
@@ -271,7 +307,11 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
         answer = httpx.get(f"http://127.0.0.1:{vm_port}/api/v1/query", params={"query": expr}, timeout=5)
         assert answer.status_code == 200 and answer.json()["status"] == "success", f"{title}: {answer.text}"
         result = answer.json()["data"]["result"]
-        # Two schools spoke: their four devices have an age, their two links a state.
-        series = {"lokalnie_device_sample_age_seconds": 4, "lokalnie_school_link_up": 2}
+        # Two schools spoke: four devices with an age, two links with a state; two conditions raised.
+        series = {
+            "lokalnie_device_sample_age_seconds": 4,
+            "lokalnie_school_link_up": 2,
+            "lokalnie_school_condition_active == 1": 2,
+        }
         if expr in series:
             assert len(result) == series[expr], f"{title}: {result}"

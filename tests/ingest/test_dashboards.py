@@ -42,7 +42,13 @@ def provisioned_uid(source_type: str) -> str:
 DATASOURCE_UID = provisioned_uid("influxdb")
 # No worker, device or link: every metric family /metrics serves is still declared.
 EMPTY_FIGURES = IngestFigures(
-    workers=[], spool=Depth(0, 0, None), devices=[], links_online={}, now_ms=0, real_now_ms=0
+    workers=[],
+    spool=Depth(0, 0, None),
+    devices=[],
+    links_online={},
+    conditions=[],
+    now_ms=0,
+    real_now_ms=0,
 )
 
 

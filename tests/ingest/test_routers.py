@@ -248,3 +248,16 @@ def test_a_schools_events_raised_now_and_recent(client: TestClient, ingest_db: I
         ("device_unreachable", False),
     ]
     assert client.get("/api/v1/schools/nosuch/events").status_code == 404
+
+    # The same conditions at /metrics, for the alerts: raised 1, cleared 0, the agent's own without a device.
+    samples = parse_prometheus(client.get("/metrics").text)
+    conditions = {
+        key.split("{", 1)[1]: value
+        for key, value in samples.items()
+        if key.startswith("lokalnie_school_condition")
+    }
+    assert conditions == {
+        f'school="{school}",device="",code="clock_jump",severity="warning"}}': 1,
+        f'school="{school}",device="inverter",code="inverter_fault",severity="critical"}}': 1,
+        f'school="{school}",device="meter",code="device_unreachable",severity="warning"}}': 0,
+    }
