@@ -350,6 +350,8 @@ class IngestWorker(Base):
     timeseries_lines: Mapped[int] = mapped_column(BigInteger)
     timeseries_batches: Mapped[int] = mapped_column(BigInteger)
     timeseries_failures: Mapped[int] = mapped_column(BigInteger)
+    # When the certificate the broker presents expires, as the worker last saw it (cloud.ingest.certificate).
+    broker_cert_not_after_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class TimeseriesOutbox(Base):

@@ -39,6 +39,7 @@ class WorkerFigures:
     commit_lag_ms: int | None
     queued: int
     lag: LagHistogram
+    broker_cert_not_after_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigu
                 commit_lag_ms=row["commit_lag_ms"],
                 queued=row["queued"],
                 lag=LagHistogram.from_json(histogram if isinstance(histogram, dict) else None),
+                broker_cert_not_after_ms=row["broker_cert_not_after_ms"],
             )
         )
     return IngestFigures(
@@ -260,6 +262,16 @@ def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
             f"{prefix}_ingest_sample_lag_seconds_sum{_labels(worker=w.client_id)} {_number(w.lag.sum_s)}"
         )
         out.append(f"{prefix}_ingest_sample_lag_seconds_count{_labels(worker=w.client_id)} {w.lag.total}")
+    family(
+        "ingest_broker_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the TLS certificate the broker presents expires, as the worker last checked (hourly).",
+        [
+            (_labels(worker=w.client_id), w.broker_cert_not_after_ms / 1000.0)
+            for w in workers
+            if w.broker_cert_not_after_ms is not None
+        ],
+    )
     lag_s = figures.lag_s
     family(
         "ingest_lag_seconds",

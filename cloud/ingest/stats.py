@@ -238,6 +238,15 @@ def count(
     )
 
 
+def record_broker_certificate(connection: Connection, client_id: str, not_after_ms: int) -> None:
+    """Record when the broker's certificate expires, as the worker saw it."""
+    p = "%s" if connection.dialect.name == "postgresql" else "?"
+    connection.exec_driver_sql(
+        f"UPDATE ingest_workers SET broker_cert_not_after_ms = {p} WHERE client_id = {p}",
+        (not_after_ms, client_id),
+    )
+
+
 def heartbeat(connection: Connection, client_id: str, real_now_ms: int, queued: int) -> None:
     """Say the worker is alive, with how many messages wait in its memory."""
     p = "%s" if connection.dialect.name == "postgresql" else "?"

@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from cloud.db.engine import make_engine
 from cloud.ingest import stats
 from cloud.ingest.acks import InOrder
+from cloud.ingest.certificate import broker_certificate_not_after_ms
 from cloud.ingest.checks import Limits, load_register
 from cloud.ingest.store import Message, StoreOptions, StoreReport, TelemetryStore
 from cloud.settings import Settings
@@ -64,6 +65,8 @@ STATS_EVERY_S = 60.0
 # Allocations (less deallocations) between two collections of the youngest generation (`run_ingest`).
 GC_YOUNG_THRESHOLD = 50_000
 HEARTBEAT_EVERY_S = 5.0
+# How often a worker asks when the broker's TLS certificate expires (an alert warns 30 days before) [s].
+CERTIFICATE_CHECK_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ class IngestWorker:
         ]
         for writer in self._writers:
             writer.start()
+        if self._address.tls:
+            threading.Thread(target=self._watch_certificate, name="certificate", daemon=True).start()
         if self._sink is not None:
             self._sink.start()
         properties = connect_properties(settings.ingest_session_expiry_s)
@@ -378,6 +383,18 @@ class IngestWorker:
                 stats.heartbeat(connection, self._settings.ingest_client_id, _real_ms(), self._queue.qsize())
         except SQLAlchemyError as error:
             logger.debug("heartbeat not recorded (%s)", type(error).__name__)
+
+    def _watch_certificate(self) -> None:
+        while True:
+            try:
+                not_after_ms = broker_certificate_not_after_ms(self._address)
+                with self._engine.begin() as connection:
+                    stats.record_broker_certificate(connection, self._settings.ingest_client_id, not_after_ms)
+            except (OSError, SQLAlchemyError) as error:
+                # Unreachable or untrusted: the MQTT connection says so too, louder.
+                logger.debug("broker certificate not checked (%s)", type(error).__name__)
+            if self._stopping.wait(CERTIFICATE_CHECK_EVERY_S):
+                return
 
     def _log_stats(self) -> None:
         report = self.report

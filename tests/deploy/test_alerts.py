@@ -127,7 +127,8 @@ def condition(
 def fill(engine: Engine, now_ms: int, worker: str) -> None:
     """sp5's devices spoke a minute ago, sp1's two hours ago, the other schools' never; sp5 online, sp1
     offline; sp5's agent reports its outbox dropping readings (critical) and its inverter asleep (a note); an
-    ingest worker last seen an hour ago (``worker`` "dead") or none ever ("never")."""
+    ingest worker last seen an hour ago, which saw the broker's certificate expiring in 10 days (``worker``
+    "dead"), or none ever ("never")."""
     store = TelemetryStore(engine, SettableClock(now_ms), None, StoreOptions())
     for school, age_ms in ((SPEAKING, 60_000), (SILENT, 7_200_000)):
         batch = TelemetryBatch(
@@ -153,6 +154,7 @@ def fill(engine: Engine, now_ms: int, worker: str) -> None:
     if worker == "dead":
         with engine.begin() as connection:
             stats.register_worker(connection, "ingest-1", "ingest", now_ms - 3_600_000)
+            stats.record_broker_certificate(connection, "ingest-1", now_ms + 10 * 86_400_000)
 
 
 def inverters_watched() -> bool:
@@ -293,6 +295,8 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
         ("LokalnieSchoolOffline", SILENT, ""),
         ("LokalnieSchoolCondition", SPEAKING, ""),
     } | ({("LokalnieDeviceSilent", SILENT, "inverter")} if watched else set())
+    if worker == "dead":
+        expected.add(("LokalnieBrokerCertificateExpiring", "", ""))
     wait_for("the expected alerts", lambda: firing() >= expected, tmp_path / "vmalert.log")
     # A few more evaluations: nothing else may join them (the API is scraped, sp5 spoke a minute ago).
     time.sleep(6)

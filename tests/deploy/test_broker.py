@@ -12,14 +12,22 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from cryptography import x509
+from sqlalchemy import text
 
 from cloud.broker import pki
 from cloud.broker.files import SecretsLayout
 from cloud.broker.users import HEALTH_USER, OPS_USER, edge_username, ingest_username
+from cloud.db.engine import make_engine
+from cloud.db.register import prepare_database
+from cloud.ingest.certificate import broker_certificate_not_after_ms
+from cloud.ingest.worker import IngestWorker
 from cloud.settings import Settings
 from common.broker import BrokerAddress, parse_broker_url
+from common.clock import SystemClock
 from common.mqtt import make_client
 from common.wire import Channel, school_topic
+from tests.cloud.conftest import write_sites
 from tests.deploy.conftest import Broker, password_of
 from tests.deploy.mqtt import CONNECTED, SETTLE_S, Client, connected, try_connect
 
@@ -301,3 +309,47 @@ def assert_connects(address: BrokerAddress, client_id: str) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_an_ingest_worker_records_when_the_broker_s_certificate_expires(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What the certificate alert reads (deploy/monitoring/alerts.yaml): the expiry of the certificate the
+    broker really presents, recorded by a worker with its counters; an untrusted broker records nothing."""
+    issued = x509.load_pem_x509_certificate(broker.layout.server_cert.read_bytes())
+    expected_ms = int(issued.not_valid_after_utc.timestamp()) * 1000
+    address = parse_broker_url(f"mqtts://localhost:{broker.tls_port}", ca_file=broker.layout.broker_ca)
+    assert broker_certificate_not_after_ms(address) == expected_ms
+    with pytest.raises(ssl.SSLCertVerificationError):
+        broker_certificate_not_after_ms(parse_broker_url(f"mqtts://localhost:{broker.tls_port}"))
+
+    ingest_env = read_env(broker.layout.service_env(ingest_username(1)))
+    parts = urlsplit(ingest_env["MQTT_URL"])
+    user = parts.netloc.rsplit("@", 1)[0]
+    monkeypatch.setenv("MQTT_URL", urlunsplit(parts._replace(netloc=f"{user}@localhost:{broker.tls_port}")))
+    monkeypatch.setenv("MQTT_CA_FILE", str(broker.layout.broker_ca))
+    monkeypatch.setenv("LOKALNIE_INGEST_CLIENT_ID", ingest_env["LOKALNIE_INGEST_CLIENT_ID"])
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ingest.db'}", sites_dir=write_sites(tmp_path / "sites", [A])
+    )
+    prepare_database(settings)
+    worker = IngestWorker(settings, SystemClock())
+    worker.start()
+    try:
+        assert worker.wait_subscribed(10), "the ingest did not subscribe"
+        deadline = time.monotonic() + 10
+        while (recorded := _recorded_expiry(settings)) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+    assert recorded == expected_ms
+
+
+def _recorded_expiry(settings: Settings) -> int | None:
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            value = connection.execute(text("SELECT broker_cert_not_after_ms FROM ingest_workers")).scalar()
+    finally:
+        engine.dispose()
+    return int(value) if value is not None else None

@@ -101,6 +101,8 @@ def test_metrics_show_every_workers_counters_the_lag_and_the_spool(
     second = ingest_db.store(worker_id="w2")
     second.store([telemetry(school, [inverter(2, NOW_MS, 20.0)]), Message("bad/topic", b"", NOW_MS)])
 
+    with ingest_db.engine.begin() as connection:
+        stats.record_broker_certificate(connection, "w1", NOW_MS + 86_400_000)
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
@@ -122,6 +124,10 @@ def test_metrics_show_every_workers_counters_the_lag_and_the_spool(
     assert samples["lokalnie_timeseries_spool_lines"] == 2
     assert samples["lokalnie_timeseries_spool_batches"] == 1
     assert samples['lokalnie_ingest_up{worker="w1",group="g"}'] == 1
+    assert samples['lokalnie_ingest_broker_certificate_expiry_timestamp_seconds{worker="w1"}'] == (
+        NOW_MS / 1000 + 86_400
+    )
+    assert 'lokalnie_ingest_broker_certificate_expiry_timestamp_seconds{worker="w2"}' not in samples
 
 
 def test_metrics_show_how_long_each_device_has_been_silent_and_each_school_s_link(
