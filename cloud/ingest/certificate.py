@@ -8,6 +8,7 @@ still show the old certificate long after a renewal.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 
@@ -28,6 +29,9 @@ def broker_certificate_not_after_ms(address: BrokerAddress, timeout_s: float = P
         context.wrap_socket(raw, server_hostname=address.host) as tls,
     ):
         certificate = tls.getpeercert()
+        # A TLS goodbye (close_notify): without it the broker logs an OpenSSL error for every check.
+        with contextlib.suppress(OSError):
+            tls.unwrap()
     not_after = certificate.get("notAfter") if certificate else None
     if not isinstance(not_after, str):
         raise ssl.SSLError("the broker presented no certificate")
