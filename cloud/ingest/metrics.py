@@ -9,7 +9,7 @@ as ingest processes), and only grow, across restarts too.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -194,6 +194,13 @@ def _number(value: float | int) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
+def _seconds_per_worker(
+    workers: Sequence[WorkerFigures], ms_of: Callable[[WorkerFigures], int | None]
+) -> list[tuple[str, float]]:
+    """A sample in seconds per worker that has the value (given in ms)."""
+    return [(_labels(worker=w.client_id), ms / 1000.0) for w in workers if (ms := ms_of(w)) is not None]
+
+
 def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
     """The figures in Prometheus' text exposition format (version 0.0.4)."""
     out: list[str] = []
@@ -227,27 +234,19 @@ def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
         "ingest_last_seen_timestamp_seconds",
         "gauge",
         "Real time of the worker's last commit or heartbeat.",
-        [(_labels(worker=w.client_id), w.heartbeat_ms / 1000.0) for w in workers],
+        _seconds_per_worker(workers, lambda w: w.heartbeat_ms),
     )
     family(
         "ingest_newest_reading_timestamp_seconds",
         "gauge",
         "Time of the newest sample the worker stored.",
-        [
-            (_labels(worker=w.client_id), w.newest_ts_ms / 1000.0)
-            for w in workers
-            if w.newest_ts_ms is not None
-        ],
+        _seconds_per_worker(workers, lambda w: w.newest_ts_ms),
     )
     family(
         "ingest_commit_lag_seconds",
         "gauge",
         "In the worker's last transaction with live samples: commit time minus the newest sample's time.",
-        [
-            (_labels(worker=w.client_id), w.commit_lag_ms / 1000.0)
-            for w in workers
-            if w.commit_lag_ms is not None
-        ],
+        _seconds_per_worker(workers, lambda w: w.commit_lag_ms),
     )
     out.append(
         f"# HELP {prefix}_ingest_sample_lag_seconds Commit time minus sample time of each live "
@@ -266,11 +265,7 @@ def prometheus_text(figures: IngestFigures, prefix: str = "lokalnie") -> str:
         "ingest_broker_certificate_expiry_timestamp_seconds",
         "gauge",
         "When the TLS certificate the broker presents expires, as the worker last checked (hourly).",
-        [
-            (_labels(worker=w.client_id), w.broker_cert_not_after_ms / 1000.0)
-            for w in workers
-            if w.broker_cert_not_after_ms is not None
-        ],
+        _seconds_per_worker(workers, lambda w: w.broker_cert_not_after_ms),
     )
     lag_s = figures.lag_s
     family(
