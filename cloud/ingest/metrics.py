@@ -121,7 +121,21 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
 
 
 def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigures:
-    """Read every worker's row and the outbox's depth."""
+    """Read every worker's row, the outbox's depth, every device's newest sample, the schools' links and the
+    agents' conditions."""
+    return IngestFigures(
+        read_workers(connection),
+        depth(connection),
+        _devices(connection),
+        _links_online(connection),
+        _conditions(connection),
+        now_ms,
+        real_now_ms,
+    )
+
+
+def read_workers(connection: Connection) -> list[WorkerFigures]:
+    """Every ingest worker's row of ``ingest_workers``."""
     workers = []
     table = IngestWorker.__table__
     for row in connection.execute(select(table).order_by(table.c.client_id)).mappings():
@@ -142,15 +156,7 @@ def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigu
                 broker_cert_not_after_ms=row["broker_cert_not_after_ms"],
             )
         )
-    return IngestFigures(
-        workers,
-        depth(connection),
-        _devices(connection),
-        _links_online(connection),
-        _conditions(connection),
-        now_ms,
-        real_now_ms,
-    )
+    return workers
 
 
 def _devices(connection: Connection) -> list[DeviceFigures]:
