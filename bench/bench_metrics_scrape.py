@@ -30,7 +30,6 @@ from cloud.db.register import prepare_database
 from cloud.ingest import metrics, stats
 from cloud.ingest.checks import DAY_MS
 from cloud.settings import Settings
-from cloud.timeseries.outbox import depth
 from tests import servers
 from tests.cloud.conftest import write_sites
 
@@ -120,10 +119,7 @@ def main() -> None:
 
 def _before(connection: sa.Connection, now_ms: int) -> str:
     """The text /metrics served before: the workers' rows and the outbox's depth only."""
-    figures = metrics.IngestFigures(
-        metrics.read_workers(connection), depth(connection), [], {}, [], now_ms, now_ms
-    )
-    return metrics.prometheus_text(figures)
+    return metrics.prometheus_text(metrics.collect_totals(connection, now_ms, now_ms))
 
 
 if __name__ == "__main__":

@@ -134,6 +134,12 @@ def collect(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigu
     )
 
 
+def collect_totals(connection: Connection, now_ms: int, real_now_ms: int) -> IngestFigures:
+    """The workers' rows and the outbox's depth only: what the public health answer needs, a small query
+    each at any scale (the devices' figures cost an index lookup a device, bench/bench_metrics_scrape.py)."""
+    return IngestFigures(read_workers(connection), depth(connection), [], {}, [], now_ms, real_now_ms)
+
+
 def read_workers(connection: Connection) -> list[WorkerFigures]:
     """Every ingest worker's row of ``ingest_workers``."""
     workers = []

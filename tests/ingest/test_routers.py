@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from cloud.api import security
 from cloud.api.routes import corrections, events, health, metrics
@@ -154,6 +155,30 @@ def test_metrics_show_how_long_each_device_has_been_silent_and_each_school_s_lin
     )
     assert samples[f'lokalnie_school_link_up{{school="{quiet}"}}'] == 1
     assert samples[f'lokalnie_school_link_up{{school="{silent}"}}'] == 0
+
+
+def test_the_public_health_answer_reads_no_table_that_grows_with_the_schools(
+    client: TestClient, ingest_db: IngestDb
+) -> None:
+    """/healthz is public and polled by every health check: its cost must not grow with the register (the
+    per-device figures are for /metrics, which only the officer and the monitor read)."""
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(ingest_db.engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/healthz").status_code == 200
+        health_statements = list(statements)
+        assert client.get("/metrics").status_code == 200
+    finally:
+        event.remove(ingest_db.engine, "before_cursor_execute", record)
+    assert health_statements
+    for table in ("samples", "devices", "links", "event_states"):
+        read = re.compile(rf"\b(FROM|JOIN)\s+{table}\b", re.IGNORECASE)
+        assert not any(read.search(statement) for statement in health_statements), table
+        assert any(read.search(statement) for statement in statements), f"/metrics reads {table}"
 
 
 def test_health_says_ok_idle_or_degraded_and_why(client: TestClient, ingest_db: IngestDb) -> None:

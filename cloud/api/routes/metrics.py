@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from cloud.api.deps import ClockDep, SessionDep
 from cloud.api.security import Allow
 from cloud.auth.roles import Role
-from cloud.ingest.metrics import IngestHealth, collect, health, prometheus_text
+from cloud.ingest.metrics import IngestHealth, collect, collect_totals, health, prometheus_text
 from common.clock import Clock
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -41,4 +41,4 @@ def read_metrics(session: SessionDep, clock: ClockDep) -> PlainTextResponse:
 def ingest_health(session: Session, clock: Clock) -> IngestHealth:
     """The ingest's state for the health answer: workers alive, totals, spool depth, lag; ``status`` is
     ``ok``, ``degraded`` (``problems`` says why) or ``idle`` (no worker ever ran)."""
-    return health(collect(session.connection(), clock.now_ms(), _real_ms()))
+    return health(collect_totals(session.connection(), clock.now_ms(), _real_ms()))
