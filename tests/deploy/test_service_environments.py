@@ -163,3 +163,24 @@ def test_every_retention_is_run_every_night_by_a_command_that_exists() -> None:
             timeout=60,
         )
         assert done.returncode == 0, f"lokalnie {command}: {done.stderr}"
+
+
+def test_the_upgrade_names_the_settings_a_new_release_added(tmp_path: Path) -> None:
+    """README section 10: after `git pull`, one line lists what `.env.example` has and the `.env` lacks."""
+    (lister,) = [line for line in readme_block("## 10. Upgrading").splitlines() if line.startswith("comm ")]
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    shutil.copy(ENV_EXAMPLE, deploy / ".env.example")
+    old_env = [
+        line for line in ENV_EXAMPLE.read_text().splitlines() if not line.startswith("LOKALNIE_ALERTS_")
+    ]
+    (deploy / ".env").write_text("\n".join(old_env) + "\n")
+    done = subprocess.run(["bash", "-c", lister], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "LOKALNIE_ALERTS_FROM=",
+        "LOKALNIE_ALERTS_SMTP=",
+        "LOKALNIE_ALERTS_SMTP_PASSWORD=",
+        "LOKALNIE_ALERTS_SMTP_USER=",
+        "LOKALNIE_ALERTS_TO=",
+    ]
