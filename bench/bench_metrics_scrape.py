@@ -24,6 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.raw_rows import MINUTE_MS, insert_samples
 from bench.report import report
 from cloud.db.engine import make_engine
 from cloud.db.register import prepare_database
@@ -36,23 +37,13 @@ from tests.cloud.conftest import write_sites
 SCHOOLS = int(os.environ.get("BENCH_SCRAPE_SCHOOLS", "500"))
 DAYS = int(os.environ.get("BENCH_SCRAPE_DAYS", "2"))
 ROUNDS = int(os.environ.get("BENCH_SCRAPE_ROUNDS", "20"))
-MINUTE_MS = 60_000
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 def fill(engine: sa.Engine) -> None:
     end_ms = START_MS + DAYS * DAY_MS
     with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO samples (school_id, stream, seq, device_id, kind, ts_ms, backfill, received_ms, "
-                "values) SELECT d.school_id, 'bench', "
-                "(t - :start) / :minute * 2 + (d.kind = 'grid_meter')::int, "
-                "d.device_id, d.kind, t, false, t, '{\"energy_wh\": 1.0}' FROM devices d, "
-                "generate_series(:start, :end - 1, :minute) AS t"
-            ),
-            {"start": START_MS, "end": end_ms, "minute": MINUTE_MS},
-        )
+        insert_samples(connection, START_MS, end_ms, MINUTE_MS)
         connection.execute(
             sa.text(
                 "INSERT INTO links (school_id, state, since_ms, updated_ms) "
