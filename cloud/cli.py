@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -294,6 +295,38 @@ def respool_command(
         f"Spooled {report.readings} readings, {report.intervals} 15-minute energies and {report.corrections} "
         f"counter corrections from {iso_from_ms(since_ms)} to {iso_from_ms(until_ms)}."
     )
+
+
+def forget_worker_command(
+    client_id: Annotated[
+        str, typer.Argument(help="The retired worker's MQTT client id, as /metrics names it.")
+    ],
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Forget an ingest worker that was retired on purpose: its row of counters goes, and with it its
+    series in /metrics and the alert that it is down. Refused for a worker seen alive within the last
+    minute."""
+    from cloud.db.engine import make_engine
+    from cloud.ingest.metrics import ALIVE_WITHIN_MS
+    from cloud.ingest.stats import forget_worker
+
+    setup_logging("forget-ingest-worker")
+    settings, _clock = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    alive_since_ms = time.time_ns() // 1_000_000 - 2 * ALIVE_WITHIN_MS
+    try:
+        with engine.begin() as connection:
+            forgotten = forget_worker(connection, client_id, alive_since_ms)
+    except (SQLAlchemyError, OSError) as error:
+        _refuse(f"cannot change the database: {_first_line(error)}", EXIT_DATABASE_UNAVAILABLE)
+    finally:
+        engine.dispose()
+    if not forgotten:
+        _refuse(
+            f"no retired ingest worker {client_id!r}: unknown, or alive within a minute",
+            EXIT_BAD_CONFIGURATION,
+        )
+    typer.echo(f"Forgot ingest worker {client_id!r}.")
 
 
 def _moment_ms(option: str, text: str) -> int:

@@ -238,6 +238,15 @@ def count(
     )
 
 
+def forget_worker(connection: Connection, client_id: str, alive_since_ms: int) -> bool:
+    """Delete a retired worker's row (its counters leave /metrics with it) unless it gave a sign of life at or
+    after ``alive_since_ms``; whether a row was deleted."""
+    deleted = connection.execute(
+        _WORKERS.delete().where(_WORKERS.c.client_id == client_id, _WORKERS.c.heartbeat_ms < alive_since_ms)
+    )
+    return bool(deleted.rowcount)
+
+
 def record_broker_certificate(connection: Connection, client_id: str, not_after_ms: int) -> None:
     """Record when the broker's certificate expires, as the worker saw it."""
     p = "%s" if connection.dialect.name == "postgresql" else "?"

@@ -296,7 +296,7 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
         ("LokalnieSchoolCondition", SPEAKING, ""),
     } | ({("LokalnieDeviceSilent", SILENT, "inverter")} if watched else set())
     if worker == "dead":
-        expected.add(("LokalnieBrokerCertificateExpiring", "", ""))
+        expected |= {("LokalnieBrokerCertificateExpiring", "", ""), ("LokalnieIngestWorkerDown", "", "")}
     wait_for("the expected alerts", lambda: firing() >= expected, tmp_path / "vmalert.log")
     # A few more evaluations: nothing else may join them (the API is scraped, sp5 spoke a minute ago).
     time.sleep(6)
