@@ -28,21 +28,19 @@ from cloud.ingest import stats
 from cloud.ingest.store import Message, StoreOptions, TelemetryStore
 from common.wire import (
     Channel,
-    DeviceKind,
     HealthEvent,
     LinkState,
-    Sample,
     Severity,
     Status,
-    TelemetryBatch,
     encode,
     school_topic,
 )
 from lokalnie.ports import free_port
 from tests import servers
+from tests.cloud.conftest import meter_sample, pv_sample
 from tests.conftest import SITES_DIR
 from tests.deploy.test_config import DEPLOY, compose, env_example, resolve
-from tests.ingest.conftest import SettableClock
+from tests.ingest.conftest import SettableClock, telemetry
 from tests.ingest.test_dashboards import platform_queries
 
 MONITORING = DEPLOY / "monitoring"
@@ -99,14 +97,6 @@ def test_the_alertmanager_configuration_compose_writes_from_env_is_valid(tmp_pat
     assert "receivers" in checked.stdout
 
 
-def poll(device: str, seq: int, ts_ms: int) -> Sample:
-    if device == "inverter":
-        kind, values = DeviceKind.PV_INVERTER, {"energy_wh": 1000.0, "power_w": 100.0}
-    else:
-        kind, values = DeviceKind.GRID_METER, {"import_wh": 5000.0, "export_wh": 100.0, "power_w": 500.0}
-    return Sample(seq=seq, device=device, kind=kind, ts_ms=ts_ms, values=values)
-
-
 def condition(
     school: str, seq: int, device: str | None, code: str, severity: Severity, now_ms: int
 ) -> Message:
@@ -131,17 +121,13 @@ def fill(engine: Engine, now_ms: int, worker: str) -> None:
     "dead"), or none ever ("never")."""
     store = TelemetryStore(engine, SettableClock(now_ms), None, StoreOptions())
     for school, age_ms in ((SPEAKING, 60_000), (SILENT, 7_200_000)):
-        batch = TelemetryBatch(
-            school=school,
-            stream="a1b2c3d4",
-            sent_ms=now_ms,
-            samples=[poll("inverter", 1, now_ms - age_ms), poll("meter", 2, now_ms - age_ms)],
-        )
+        polled_ms = now_ms - age_ms
+        polls = [pv_sample(1, polled_ms, 1000.0), meter_sample(2, polled_ms, 5000.0, 100.0)]
         state = LinkState.ONLINE if school == SPEAKING else LinkState.OFFLINE
         status = Status(school=school, state=state, since_ms=now_ms - 7_200_000)
         store.store(
             [
-                Message(school_topic(school, Channel.TELEMETRY), encode(batch), now_ms),
+                telemetry(school, polls),
                 Message(school_topic(school, Channel.STATUS), encode(status), now_ms),
             ]
         )
