@@ -1,8 +1,8 @@
 """Stop Smog estimates per second through the HTTP API, against a bare FastAPI endpoint returning a constant.
 
-Uvicorn serves the smog routes in a subprocess over an SQLite database with the sample addresses and networks
-(one process, as ``lokalnie api`` runs, or ``BENCH_SMOG_PROCESSES`` sharing the port; no access log); a second
-uvicorn serves the bare endpoint, in as many processes. Two measurements each:
+Uvicorn serves the smog routes in a subprocess over an SQLite database with the sample addresses and networks,
+as ``lokalnie api`` serves (`cloud.api.serve`: one process, or ``BENCH_SMOG_PROCESSES``; no access log); a
+second serves the bare endpoint, in as many processes. Two measurements each:
 
 - fixed rate: an open-loop asyncio generator (httpx) sends ``BENCH_SMOG_RATE`` requests a second (200) for
   ``BENCH_SMOG_SECONDS`` (20) s, each scheduled at its own time; the latency counts from the scheduled moment,
@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bench.report import report
+from cloud.api.serve import SharedLimits
 from cloud.smog import EstimateRequest
 from lokalnie.ports import free_port
 from tests import servers
@@ -57,8 +57,9 @@ PROCESSES = int(os.environ.get("BENCH_SMOG_PROCESSES", "1"))
 DATABASE_ENV = "BENCH_SMOG_DATABASE_URL"
 
 
-def estimate_app() -> FastAPI:
-    """The smog routes as the API serves them, over the database named by ``BENCH_SMOG_DATABASE_URL``."""
+def estimate_app(limits: SharedLimits | None = None) -> FastAPI:
+    """The smog routes as the API serves them, over the database named by ``BENCH_SMOG_DATABASE_URL``, with
+    the rate limits counted in ``limits`` (shared by the serving processes) as in the API."""
     from cloud.api.limits import Rate, RateLimiter, parse_networks
     from cloud.api.routes import smog
     from cloud.db.engine import make_engine, make_session_factory
@@ -71,7 +72,10 @@ def estimate_app() -> FastAPI:
     app.state.smog_sites = AddressSites()
     # The routes' access rules run as in the API, with limits the load generator's one address never hits.
     unlimited = Rate(10**9, 1.0)
-    app.state.rate_limiter = RateLimiter({"estimates": unlimited, "search": unlimited}, SystemClock().now_ms)
+    records = limits.open()[0] if limits is not None else None
+    app.state.rate_limiter = RateLimiter(
+        {"estimates": unlimited, "search": unlimited}, SystemClock().now_ms, records=records
+    )
     app.state.trusted_proxies = parse_networks(())
     app.include_router(smog.router)
     return app
@@ -81,10 +85,10 @@ def estimate_app() -> FastAPI:
 ANSWER_BYTES = 51_000
 
 
-def bare_app() -> FastAPI:
+def bare_app(limits: SharedLimits | None = None) -> FastAPI:
     """The framework's ceiling here: one endpoint returning a constant; and, to tell the calculator's own cost
     from that of moving an answer of its size, one taking the estimate's request and returning a constant
-    of an estimate's size."""
+    of an estimate's size. (No rate limits: ``limits`` is not used.)"""
     app = FastAPI()
     answer = b'{"padding":"' + b"x" * (ANSWER_BYTES - 14) + b'"}'
 
@@ -119,59 +123,50 @@ def prepare_database(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-SERVING = "serving"
+def serve_app(factory: str, port: int) -> None:
+    """Serve the app of ``factory`` (``module:function``) on ``port`` as ``lokalnie api`` serves the API
+    (`cloud.api.serve`), from ``BENCH_SMOG_PROCESSES`` processes."""
+    import importlib
 
+    from cloud.api.serve import serve
 
-def serve_sharing_port(factory: str, port: int) -> None:
-    """Serve the app ``factory`` makes on ``port`` beside other processes doing the same (``SO_REUSEPORT``:
-    the kernel spreads connections among them); print SERVING once it serves.
-
-    Not uvicorn's own ``--workers``: it hands its processes a listening socket whose connections do not get
-    ``TCP_NODELAY``, so every keep-alive answer after the first waits ~40 ms for the client's delayed ACK
-    (uvicorn issue #3149; measured here, 362 req/s for the bare endpoint with two workers). A socket made
-    with ``IPPROTO_TCP`` gets it, as one made from a host and port does.
-    """
-    import uvicorn
-
-    config = uvicorn.Config(factory, factory=True, access_log=False, log_level="warning")
-    config.load()
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(2048)
-    server = uvicorn.Server(config)
-
-    async def run() -> None:
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.05)
-        if server.started:
-            print(SERVING, flush=True)
-        await serving
-
-    asyncio.run(run())
+    module, function = factory.split(":")
+    make_app = getattr(importlib.import_module(module), function)
+    raise SystemExit(serve(make_app, "127.0.0.1", port, PROCESSES, log_role="bench"))
 
 
 @contextmanager
-def api_server(factory: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """PROCESSES processes serving ``factory`` on one free port (`serve_sharing_port`), each with its own
-    log beside ``log``; the base URL once all of them serve."""
+def api_server(factory: str, probe: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`serve_app` of ``factory`` on a free port, its log in ``log``; the base URL once ``probe`` (a path)
+    answers and every serving process is up."""
     port = free_port()
-    code = (
-        f"from bench.bench_smog_estimate import serve_sharing_port; serve_sharing_port({factory!r}, {port})"
-    )
-    environment = {**os.environ, **env, "PYTHONPATH": str(REPO)}
-    processes = []
+    code = f"from bench.bench_smog_estimate import serve_app; serve_app({factory!r}, {port})"
+    # No access log (warnings only), as before this benchmark served through cloud.api.serve.
+    environment = {**os.environ, **env, "PYTHONPATH": str(REPO), "LOKALNIE_LOG_LEVEL": "WARNING"}
+    process = servers.start([sys.executable, "-c", code], log, environment)
+    base = f"http://127.0.0.1:{port}"
     try:
-        for number in range(PROCESSES):
-            process_log = log.with_name(f"{log.stem}-{number}{log.suffix}")
-            process = servers.start([sys.executable, "-c", code], process_log, environment)
-            processes.append(process)
-            servers.wait_for_log(process_log, SERVING, timeout_s=30, process=process)
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(f"{base}{probe}") or _children(process.pid) < (PROCESSES if PROCESSES > 1 else 0):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        # Each serving process has imported the app; give the last one a moment to reach its accept loop.
+        time.sleep(1.0)
+        yield base
     finally:
-        for process in processes:
-            servers.stop_process(process)
+        servers.stop_process(process)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _children(pid: int) -> int:
+    return len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
 
 async def fixed_rate(url: str, bodies: list[dict[str, Any]] | None, rate: float = RATE) -> dict[str, float]:
@@ -306,12 +301,13 @@ def main() -> None:
         database = work / "smog.db"
         bodies = prepare_database(database)
         env = {DATABASE_ENV: f"sqlite:///{database}", "LOKALNIE_ENV": "development"}
-        with api_server("bench.bench_smog_estimate:estimate_app", env, work / "estimate.log") as base:
+        factory = "bench.bench_smog_estimate:estimate_app"
+        with api_server(factory, "/api/v1/smog/addresses?q=Łaska", env, work / "estimate.log") as base:
             estimate = measure(f"{base}/api/v1/smog/estimate", bodies, work)
             estimate["fixed_low_rate"] = asyncio.run(
                 fixed_rate(f"{base}/api/v1/smog/estimate", bodies, LOW_RATE)
             )
-        with api_server("bench.bench_smog_estimate:bare_app", env, work / "bare.log") as base:
+        with api_server("bench.bench_smog_estimate:bare_app", "/constant", env, work / "bare.log") as base:
             bare = measure(f"{base}/constant", None, work)
             sized = max_throughput_wrk(f"{base}/constant-answer", bodies, work) if shutil.which("wrk") else {}
     steady = estimate["fixed_rate"]
@@ -335,8 +331,8 @@ def main() -> None:
             "fixed_rate_seconds": SECONDS,
             "goal_p99_under_50_ms_at_200_per_s": steady["p99_ms"] < 50 and steady["failures"] == 0,
             "goal_a_third_of_the_ceiling": estimate_peak >= bare_peak / 3,
-            "server": f"uvicorn, {PROCESSES} process(es) sharing the port, no access log; SQLite with the "
-            "sample data",
+            "server": f"uvicorn through cloud.api.serve (as lokalnie api), {PROCESSES} process(es); rate "
+            "limits in shared records; no access log; SQLite with the sample data",
             "fixed_rate_generator": f"asyncio, hand-written HTTP/1.1 over {POOL} keep-alive connections",
         },
     )

@@ -188,25 +188,41 @@ def api_command(
             "--port", help="TCP port to listen on [env LOKALNIE_API_PORT; default 8000]", show_default=False
         ),
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            help="Processes serving the port, about one per core [env LOKALNIE_API_PROCESSES; default 1]",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrlOption = None,
     sites_dir: SitesDirOption = None,
 ) -> None:
     """Serve the HTTP API over the database (the clock: env LOKALNIE_CLOCK)."""
-    import uvicorn
-
     from cloud.api.main import create_app
-    from cloud.applications.config import ApplicationsConfigError
+    from cloud.api.serve import SharedLimits, serve
+    from cloud.applications.config import ApplicationsConfig, ApplicationsConfigError
 
     setup_logging("api")
-    settings, clock = _start(database_url=database_url, sites_dir=sites_dir, api_host=host, api_port=port)
+    settings, clock = _start(
+        database_url=database_url, sites_dir=sites_dir, api_host=host, api_port=port, api_processes=processes
+    )
     try:
-        app = create_app(settings, clock)
+        # Once for every serving process: in development its key is made up here and must be the same in all.
+        applications = ApplicationsConfig.from_environment()
     except ApplicationsConfigError as error:
         _refuse(f"bad configuration: {error}", EXIT_BAD_CONFIGURATION)
-    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
-    # uvicorn handles SIGINT and SIGTERM itself while it runs, then raises the signal again: ours swallow it.
-    with signals_call(lambda _signum: None):
-        uvicorn.Server(config).run()
+
+    # In development without a configured key, the signing key is made up once, here, for every process.
+    settings.signing_key()
+
+    def make_app(limits: SharedLimits | None) -> Any:
+        return create_app(settings, clock, limits=limits, applications=applications)
+
+    code = serve(make_app, settings.api_host, settings.api_port, settings.api_processes)
+    if code:
+        raise typer.Exit(code)
 
 
 def prune_command(

@@ -248,6 +248,16 @@ class Settings(BaseSettings):
             validation_alias="LOKALNIE_API_PORT", ge=1, le=65535, description="TCP port the API listens on."
         ),
     ] = 8000
+    api_processes: Annotated[
+        int,
+        Field(
+            validation_alias="LOKALNIE_API_PROCESSES",
+            ge=1,
+            le=64,
+            description="Processes serving the API on its port (about one per core); they share the rate "
+            "limits and the sign-in throttle.",
+        ),
+    ] = 1
 
     env: Annotated[
         Environment,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
@@ -39,3 +40,14 @@ def signals_call(callback: Callable[[int], None]) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child process (between fork and exec, or in a forked child): ask the kernel for SIGTERM when the
+    parent dies."""
+    # Linux only: if the parent is killed (even with SIGKILL), the kernel sends this child SIGTERM.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -4,7 +4,6 @@ SIGTERM, killed if it does not, and sent SIGTERM by the kernel if the parent die
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -12,14 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In a child between fork and exec: ask the kernel for SIGTERM when the parent dies."""
-    # Linux only: if the parent is killed (even with SIGKILL), the kernel sends this child SIGTERM.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+from common.lifecycle import die_with_parent
 
 
 class ProcessGroup:

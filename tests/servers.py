@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.lifecycle import die_with_parent
 from lokalnie.ports import free_port
-from lokalnie.processes import die_with_parent
 
 
 def wait_for_port(port: int, timeout_s: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:

@@ -2,8 +2,8 @@
 bodies over their route's limit refused (413), the client's address behind trusted proxies, and the
 security headers every response carries (a strict Content-Security-Policy on HTML pages).
 
-The rate limiter and the login throttle live in the process: with several API processes each counts its own
-clients, so a client gets up to N times the rate (see docs/auth.md).
+The rate limiter's buckets are shared by the API's processes (`cloud.shared_records`): a client gets the
+configured rate however many processes serve it.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import HTTPConnection
+
+from cloud.shared_records import SharedRecords
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -81,35 +82,44 @@ class Rate:
 
 class RateLimiter:
     """Token buckets per (limit name, client): a bucket holds ``count`` tokens and refills at
-    ``count / period_s`` per second; a request takes one."""
+    ``count / period_s`` per second; a request takes one.
+
+    The buckets are `SharedRecords`: those of ``records`` (a table every API process opens, see
+    `cloud.api.serve`), or a private table of ``max_clients`` buckets for one process.
+    """
 
     def __init__(
-        self, rates: Mapping[str, Rate], now_ms: Callable[[], int], max_clients: int = MAX_TRACKED_CLIENTS
+        self,
+        rates: Mapping[str, Rate],
+        now_ms: Callable[[], int],
+        max_clients: int = MAX_TRACKED_CLIENTS,
+        records: SharedRecords | None = None,
     ) -> None:
         self.rates = dict(rates)
         self.now_ms = now_ms
-        self.max_clients = max_clients
-        # (tokens, when they were counted [ms]) per (name, client).
-        self._buckets: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        # Each bucket: its tokens and when they were counted [ms].
+        self._buckets = records if records is not None else rate_limit_records(max_clients)
 
     def acquire(self, name: str, client: str) -> int:
         """0 if the client may go ahead (a token is taken), else the whole seconds until it may."""
         rate = self.rates[name]
         refill_per_ms = rate.count / (rate.period_s * 1000)
         now = self.now_ms()
-        key = (name, client)
-        with self._lock:
-            tokens, counted_ms = self._buckets.get(key, (float(rate.count), now))
+        key = f"{name}\n{client}"
+        with self._buckets.locked():
+            slot, bucket = self._buckets.read(key)
+            tokens, counted_ms = (float(bucket[0]), int(bucket[1])) if bucket else (float(rate.count), now)
             tokens = min(float(rate.count), tokens + max(0, now - counted_ms) * refill_per_ms)
             if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                self._buckets.move_to_end(key)
-                while len(self._buckets) > self.max_clients:
-                    self._buckets.popitem(last=False)
+                self._buckets.write(slot, key, now, (tokens - 1.0, now))
                 return 0
-            self._buckets[key] = (tokens, now)
-            return max(1, math.ceil((1.0 - tokens) / refill_per_ms / 1000))
+            self._buckets.write(slot, key, now, (tokens, now))
+        return max(1, math.ceil((1.0 - tokens) / refill_per_ms / 1000))
+
+
+def rate_limit_records(max_clients: int = MAX_TRACKED_CLIENTS, path: Path | None = None) -> SharedRecords:
+    """The table of `RateLimiter`'s buckets: private, or the one in ``path`` the API's processes share."""
+    return SharedRecords("dq", max_clients, path)
 
 
 # -- request bodies

@@ -27,6 +27,7 @@ from cloud.api.limits import (
 )
 from cloud.api.readings import LOCAL_ZONE
 from cloud.api.routes import api_router
+from cloud.api.serve import SharedLimits
 from cloud.applications.config import ApplicationsConfig
 from cloud.auth.sessions import Authenticator, SessionPolicy
 from cloud.auth.throttle import LoginThrottle
@@ -55,9 +56,20 @@ def _warn_of_expired_smog_data(clock: Clock) -> None:
         )
 
 
-def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], int] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    clock: Clock,
+    *,
+    real_now_ms: Callable[[], int] | None = None,
+    limits: SharedLimits | None = None,
+    applications: ApplicationsConfig | None = None,
+) -> FastAPI:
     """The FastAPI application over the store at ``settings.database_url``, telling the data's time by
     ``clock`` and real time (tokens, rate limits, the audit log) by ``real_now_ms`` (the system's by default).
+
+    ``limits``: the rate limits and sign-in failures this process shares with the API's other processes
+    (`cloud.api.serve`); without, its own. ``applications``: the applications' configuration (from the
+    environment by default).
 
     The database must have been migrated (`cloud.db.register.prepare_database`).
     """
@@ -85,11 +97,11 @@ def create_app(settings: Settings, clock: Clock, *, real_now_ms: Callable[[], in
     app.state.clock = clock
     app.state.sessions = make_session_factory(engine)
     app.state.smog_sites = AddressSites()
-    rates = configure_security(app, settings, now_ms)
+    rates = configure_security(app, settings, now_ms, limits)
     # Every API route takes bodies up to the default, unless it says otherwise with its own max_body_size.
     # (Set on the routes rather than on the app: the app's limit would answer 413 in plain text.)
     app.include_router(api_router, max_body_size=settings.max_body_bytes)
-    app.state.smog_applications = ApplicationsConfig.from_environment()
+    app.state.smog_applications = applications or ApplicationsConfig.from_environment()
     _warn_of_expired_smog_data(clock)
     mount_web(app)
     _declare_documentation(app)
@@ -151,9 +163,13 @@ def _methods_of(routes: list[BaseRoute], path: str) -> set[str]:
     return methods
 
 
-def configure_security(app: FastAPI, settings: Settings, now_ms: Callable[[], int]) -> dict[str, Rate]:
+def configure_security(
+    app: FastAPI, settings: Settings, now_ms: Callable[[], int], limits: SharedLimits | None = None
+) -> dict[str, Rate]:
     """Put on ``app.state`` what the access rules need: the authenticator, the rate limiter and the trusted
-    proxies (a test's own small app of a few routers calls this too). The rate limits by name."""
+    proxies (a test's own small app of a few routers calls this too), counting in ``limits`` when the API's
+    processes share them. The rate limits by name."""
+    rate_records, throttle_records = limits.open() if limits is not None else (None, None)
     app.state.authenticator = Authenticator(
         SessionPolicy(
             signing_key=settings.signing_key(),
@@ -162,10 +178,10 @@ def configure_security(app: FastAPI, settings: Settings, now_ms: Callable[[], in
             session_max_s=settings.session_max_s,
         ),
         now_ms,
-        LoginThrottle(),
+        LoginThrottle(records=throttle_records),
     )
     rates = {name: Rate(count, period_s) for name, (count, period_s) in settings.rates().items()}
-    app.state.rate_limiter = RateLimiter(rates, now_ms)
+    app.state.rate_limiter = RateLimiter(rates, now_ms, records=rate_records)
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     return rates
 

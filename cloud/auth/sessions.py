@@ -73,7 +73,7 @@ class Authenticator:
         unknown user, a wrong password and a disabled user) or LoginThrottled otherwise. Commits."""
         now = self.now_ms()
         name = username.strip().lower()
-        wait_s = self.throttle.retry_after_s(name, client_ip, now)
+        wait_s = self.throttle.attempt(name, client_ip, now)
         if wait_s:
             raise LoginThrottled(wait_s)
         # What cannot be a username is not looked up (it may hold bytes a database refuses).
@@ -81,7 +81,7 @@ class Authenticator:
         user = session.scalars(select(User).where(User.username == name)).first() if known_form else None
         matches = verify_password(user.password_hash if user is not None else None, password)
         if user is None or not matches or not user.active:
-            locked = self.throttle.failed(name, client_ip, now)
+            locked = self.throttle.retry_after_s(name, client_ip, now) > 0
             reason = "unknown user" if user is None else ("disabled" if matches else "wrong password")
             target = f"user:{name}" if known_form else "user:(not a username)"
             details = {"reason": reason, "throttled": locked}
@@ -95,7 +95,7 @@ class Authenticator:
             )
             session.commit()
             raise InvalidCredentials("incorrect username or password")
-        self.throttle.succeeded(name, client_ip)
+        self.throttle.succeeded(name, client_ip, now)
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
         actor = Actor("user", user.username, user.id, client_ip)

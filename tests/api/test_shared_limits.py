@@ -1,0 +1,183 @@
+"""The rate limiter's buckets and the sign-in throttle's failures in `SharedRecords`: the same answers as a
+plain in-memory model, and the same limits for a client however many processes count it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud.api.limits import Rate, RateLimiter, rate_limit_records
+from cloud.api.serve import SharedLimits
+from cloud.auth.throttle import LoginThrottle, throttle_records
+from cloud.shared_records import SharedRecords, new_records_file
+
+FORK = multiprocessing.get_context("fork")
+
+
+class Now:
+    def __init__(self, ms: int = 0) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def reference_acquire(buckets: dict[str, tuple[float, int]], rate: Rate, client: str, now: int) -> int:
+    """The token bucket as a plain dictionary: the specification the shared records must follow."""
+    refill_per_ms = rate.count / (rate.period_s * 1000)
+    tokens, counted = buckets.get(client, (float(rate.count), now))
+    tokens = min(float(rate.count), tokens + (now - counted) * refill_per_ms)
+    if tokens >= 1.0:
+        buckets[client] = (tokens - 1.0, now)
+        return 0
+    buckets[client] = (tokens, now)
+    return max(1, -int(-((1.0 - tokens) / refill_per_ms / 1000) // 1))
+
+
+steps = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 30_000)), max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=steps, count=st.integers(1, 10))
+def test_the_shared_buckets_answer_as_a_dictionary_would(steps: list[tuple[int, int]], count: int) -> None:
+    rate = Rate(count, 60.0)
+    now = Now()
+    limiter = RateLimiter({"estimates": rate}, now, max_clients=256)
+    model: dict[str, tuple[float, int]] = {}
+    for client, advance_ms in steps:
+        now.ms += advance_ms
+        expected = reference_acquire(model, rate, f"10.0.0.{client}", now.ms)
+        assert limiter.acquire("estimates", f"10.0.0.{client}") == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["try", "ask", "succeed"]), st.integers(0, 3), st.integers(0, 400_000)),
+        max_size=60,
+    )
+)
+def test_the_shared_failures_answer_as_a_sliding_window_would(events: list[tuple[str, int, int]]) -> None:
+    throttle = LoginThrottle(max_failures=3, window_ms=900_000, max_tracked=256)
+    model: dict[str, deque[int]] = {}
+    now = 0
+    for what, user, advance_ms in events:
+        now += advance_ms
+        name = f"user{user}"
+        recent = deque(ms for ms in model.get(name, ()) if ms > now - 900_000)
+        waiting_s = 0 if len(recent) < 3 else max(1, -((now - recent[0] - 900_000) // 1000))
+        if what == "try":
+            if not waiting_s:
+                recent.append(now)
+            assert throttle.attempt(name, "10.0.0.1", now) == waiting_s
+        elif what == "succeed":
+            recent.clear()
+            throttle.succeeded(name, "10.0.0.1", now)
+        else:
+            assert throttle.retry_after_s(name, "10.0.0.1", now) == waiting_s
+        model[name] = recent
+
+
+def _take_tokens(limits: SharedLimits, tries: int, granted: multiprocessing.Queue[int]) -> None:
+    rate_records, _ = limits.open()
+    # A frozen clock: no token comes back while the processes race for them.
+    limiter = RateLimiter({"estimates": Rate(50, 3600.0)}, lambda: 1_000, records=rate_records)
+    granted.put(sum(limiter.acquire("estimates", "198.51.100.7") == 0 for _ in range(tries)))
+
+
+def _fail_sign_ins(limits: SharedLimits, tries: int) -> None:
+    _, records = limits.open()
+    throttle = LoginThrottle(records=records)
+    for attempt in range(tries):
+        assert throttle.attempt("anna", "198.51.100.7", 1_000 + attempt) == 0
+
+
+@pytest.fixture
+def limits() -> Iterator[SharedLimits]:
+    shared = SharedLimits.create()
+    yield shared
+    shared.remove()
+
+
+def test_processes_sharing_the_buckets_grant_a_client_the_rate_once(limits: SharedLimits) -> None:
+    granted: multiprocessing.Queue[int] = FORK.Queue()
+    racers = [FORK.Process(target=_take_tokens, args=(limits, 200, granted)) for _ in range(3)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(30)
+        assert racer.exitcode == 0
+    assert sum(granted.get(timeout=5) for _ in racers) == 50
+
+
+def test_processes_sharing_the_throttle_count_a_guesser_once(limits: SharedLimits) -> None:
+    # Two processes, two failures each: four in all, one below the limit.
+    guessers = [FORK.Process(target=_fail_sign_ins, args=(limits, 2)) for _ in range(2)]
+    for guesser in guessers:
+        guesser.start()
+    for guesser in guessers:
+        guesser.join(30)
+        assert guesser.exitcode == 0
+    _, records = limits.open()
+    throttle = LoginThrottle(records=records)
+    assert throttle.attempt("anna", "198.51.100.7", 2_000) == 0
+    assert throttle.attempt("anna", "198.51.100.7", 2_000) > 0
+    assert throttle.retry_after_s("anna", "203.0.113.9", 2_000) == 0
+
+
+def _die_holding(path: Path) -> None:
+    records = SharedRecords("q", 16, path)
+    with records.locked():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_process_killed_inside_the_lock_does_not_block_the_others(tmp_path: Path) -> None:
+    path = new_records_file("lokalnie-test-")
+    try:
+        victim = FORK.Process(target=_die_holding, args=(path,))
+        victim.start()
+        victim.join(30)
+        assert victim.exitcode == -signal.SIGKILL
+        records = SharedRecords("q", 16, path)
+        started = time.monotonic()
+        with records.locked():
+            slot, _ = records.read("key")
+            records.write(slot, "key", 1, (7,))
+        assert time.monotonic() - started < 1.0
+        assert records.read("key")[1] == (7,)
+    finally:
+        path.unlink()
+
+
+def test_a_records_file_of_another_shape_is_refused() -> None:
+    path = new_records_file("lokalnie-test-")
+    try:
+        rate_limit_records(path=path).close()
+        with pytest.raises(ValueError, match="another shape"):
+            throttle_records(path=path)
+    finally:
+        path.unlink()
+
+
+def test_a_full_neighbourhood_forgets_its_least_recently_used_key() -> None:
+    records = SharedRecords("q", 4)
+    with records.locked():
+        for number, key in enumerate("abcd"):
+            slot, _ = records.read(key)
+            records.write(slot, key, 10 + number, (number,))
+        for key, value in zip("abcd", range(4), strict=True):
+            assert records.read(key)[1] == (value,)
+        slot, found = records.read("e")
+        assert found is None
+        records.write(slot, "e", 20, (4,))
+        assert records.read("a")[1] is None
+        assert [records.read(key)[1] for key in "bcde"] == [(1,), (2,), (3,), (4,)]
