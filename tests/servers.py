@@ -175,11 +175,14 @@ def postgres(log_dir: Path, durable: bool = False) -> Iterator[Postgres]:
     The cluster lives in its own directory under the system's temporary directory: pytest's are private to
     the user running the tests, and the server runs as ``postgres`` when the tests run as root. Unless
     ``durable``, it does not wait for the disk (no fsync, no synchronous commit): tests do not survive a power
-    cut anyway; a benchmark of what production does asks for ``durable``.
+    cut anyway; a benchmark of what production does asks for ``durable``. Also unless ``durable``, the
+    directory is in memory (``/dev/shm``) when there is room: the suite's cluster ends with some 200
+    databases of ~1,000 files each, which took 18 s to delete from this machine's disk (0.5 s from memory),
+    and each new database 0.1 s instead of 0.06 s.
     """
     durability = "on" if durable else "off"
     log_dir.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="lokalnie-pg-"))
+    directory = Path(tempfile.mkdtemp(prefix="lokalnie-pg-", dir=None if durable else _memory_directory()))
     data = directory / "data"
     prefix = _as_postgres_user()
     password_file = directory / "password"
@@ -239,6 +242,14 @@ def postgres(log_dir: Path, durable: bool = False) -> Iterator[Postgres]:
         if process is not None:
             stop_postgres(process)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _memory_directory(needed_bytes: int = 4 * 1024**3) -> str | None:
+    """``/dev/shm`` if it has ``needed_bytes`` free, else None (the system's temporary directory)."""
+    memory = Path("/dev/shm")
+    if memory.is_dir() and shutil.disk_usage(memory).free >= needed_bytes:
+        return str(memory)
+    return None
 
 
 def _create_database(port: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,17 +118,39 @@ def test_two_processes_allow_a_client_the_rate_once(api: RunningApi) -> None:
     assert Counter(statuses) == {200: SEARCHES_PER_HOUR, 429: 3 * SEARCHES_PER_HOUR}
 
 
-def test_a_token_from_one_process_works_in_the_other(api: RunningApi) -> None:
+def _burst_of_kept_alive_connections(
+    api: RunningApi, path: str, headers: dict[str, str], count: int
+) -> list[int]:
+    """Open ``count`` connections at once, as a proxy fills its pool, then a request on each; the statuses."""
+    host, port = api.url.removeprefix("http://").split(":")
+    connections = [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]
+    try:
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}",
+            *(f"{name}: {value}" for name, value in headers.items()),
+        ]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        for connection in connections:
+            connection.sendall(request)
+        return [int(connection.recv(65536).split(b" ", 2)[1]) for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_kept_alive_connections_spread_over_both_and_a_token_works_in_each(api: RunningApi) -> None:
     # The signing key is made once (development, no LOKALNIE_SECRET_KEY), not once per process.
     signed_in = httpx.post(
         f"{api.url}/api/v1/auth/token", data={"username": "ewa", "password": "correct horse battery staple"}
     )
     assert signed_in.status_code == 200, signed_in.text
     bearer = {"authorization": f"Bearer {signed_in.json()['access_token']}"}
-    statuses = _each_on_its_own_connection(f"{api.url}/api/v1/auth/me", 24, headers=bearer)
+    statuses = _burst_of_kept_alive_connections(api, "/api/v1/auth/me", bearer, 48)
+    assert statuses == [200] * 48
+    # From one shared listening socket, the process awake at the time took most of such a burst (51 of 64).
     served = api.served_by()
-    assert served["api-1"] > 2 and served["api-2"] > 2, served
-    assert statuses == [200] * 24
+    assert served["api-1"] >= 12 and served["api-2"] >= 12, served
 
 
 def test_two_processes_throttle_a_guesser_once(api: RunningApi) -> None:
