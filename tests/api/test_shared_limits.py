@@ -181,3 +181,25 @@ def test_a_full_neighbourhood_forgets_its_least_recently_used_key() -> None:
         records.write(slot, "e", 20, (4,))
         assert records.read("a")[1] is None
         assert [records.read(key)[1] for key in "bcde"] == [(1,), (2,), (3,), (4,)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    writes=st.lists(st.tuples(st.integers(0, 40), st.integers(-1000, 1000)), max_size=120),
+    slots=st.integers(1, 24),
+)
+def test_a_key_reads_back_its_last_values_or_nothing_never_anothers(
+    writes: list[tuple[int, int]], slots: int
+) -> None:
+    records = SharedRecords("q", slots)
+    last: dict[str, int] = {}
+    with records.locked():
+        for used_ms, (key_number, value) in enumerate(writes):
+            key = f"client-{key_number}"
+            slot, _ = records.read(key)
+            records.write(slot, key, used_ms, (value,))
+            last[key] = value
+            # The key just written is always found.
+            assert records.read(key)[1] == (value,)
+        for key, value in last.items():
+            assert records.read(key)[1] in (None, (value,))
