@@ -72,7 +72,7 @@ def estimate_app(limits: SharedLimits | None = None) -> FastAPI:
     app.state.smog_sites = AddressSites()
     # The routes' access rules run as in the API, with limits the load generator's one address never hits.
     unlimited = Rate(10**9, 1.0)
-    records = limits.open()[0] if limits is not None else None
+    records = limits.rate_limits if limits is not None else None
     app.state.rate_limiter = RateLimiter(
         {"estimates": unlimited, "search": unlimited}, SystemClock().now_ms, records=records
     )

@@ -1,11 +1,12 @@
 """Small fixed-size records that every process of one API serves from: the rate limiter's buckets and the
 sign-in throttle's failures, so that N processes allow a client what one would, not N times as much.
 
-The records live in a file each process maps into its memory (in ``/dev/shm`` when there is one, so nothing
-is written to a disk); a process opens it by path, so processes need not be forked from one parent. Every
-read and change happens under `SharedRecords.locked`: a POSIX record lock on the file, which the kernel
-releases when its holder dies (a process killed inside the lock cannot block the others), and a thread lock,
-because POSIX locks do not exclude threads of one process.
+The records live in an unnamed file (in ``/dev/shm`` when there is one, so nothing is written to a disk)
+mapped shared into memory: processes forked after they were made use the same memory, and the file is gone
+with the last of them — nothing is left behind however they end. Every read and change happens under
+`SharedRecords.locked`: a POSIX record lock on the file, which the kernel releases when its holder dies (a
+process killed inside the lock cannot block the others), and a thread lock, because POSIX locks do not
+exclude threads of one process.
 
 A record is found by a 64-bit fingerprint of its key among ``PROBE`` consecutive slots from the
 fingerprint's home slot. When those are all taken by other keys, the least recently used of them is
@@ -25,13 +26,9 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 # Slots searched for a key from its home slot.
 PROBE = 8
-# The file starts with what it holds: a tag, the records' values format and their number.
-_FILE_HEAD = struct.Struct("=16s32sQ")
-_TAG = b"lokalnie records"
 # Each record starts with the key's fingerprint (0: an empty slot) and when it was last written [ms].
 _HEAD = struct.Struct("=Qq")
 _SHARED_MEMORY = Path("/dev/shm")
@@ -43,45 +40,20 @@ def fingerprint(key: str) -> int:
     return value or 1
 
 
-def new_records_file(prefix: str) -> Path:
-    """A new empty file for `SharedRecords` (in ``/dev/shm`` if there is one); the caller removes it."""
-    directory = _SHARED_MEMORY if _SHARED_MEMORY.is_dir() else None
-    descriptor, name = tempfile.mkstemp(prefix=prefix, dir=directory)
-    os.close(descriptor)
-    return Path(name)
-
-
-def _open(path: Path | None) -> IO[bytes]:
-    if path is None:
-        return tempfile.TemporaryFile(dir=_SHARED_MEMORY if _SHARED_MEMORY.is_dir() else None)
-    return path.open("r+b")
-
-
 class SharedRecords:
-    """``slots`` records of ``values`` (a `struct` format of fixed size) keyed by strings.
+    """``slots`` records of ``values`` (a `struct` format of fixed size) keyed by strings, shared with the
+    processes forked after it was made."""
 
-    With ``path``, the records in that file, shared with every process that opens it with the same shape
-    (a new or empty file is sized here); without, in a private unnamed file, for one process.
-    """
-
-    def __init__(self, values: str, slots: int, path: Path | None = None) -> None:
+    def __init__(self, values: str, slots: int) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self._values = struct.Struct("=" + values)
         self._record_bytes = _HEAD.size + self._values.size
         self.slots = slots
-        size = _FILE_HEAD.size + slots * self._record_bytes
-        shape = _FILE_HEAD.pack(_TAG, values.encode(), slots)
-        self._file = _open(path)
-        with self._file_lock():
-            if os.fstat(self._file.fileno()).st_size == 0:
-                os.ftruncate(self._file.fileno(), size)
-                os.pwrite(self._file.fileno(), shape, 0)
-        if (
-            os.fstat(self._file.fileno()).st_size != size
-            or os.pread(self._file.fileno(), len(shape), 0) != shape
-        ):
-            raise ValueError(f"{path} holds records of another shape")
+        size = slots * self._record_bytes
+        # Open as long as the records are: closing it would also release this process's lock on it.
+        self._file = tempfile.TemporaryFile(dir=_SHARED_MEMORY if _SHARED_MEMORY.is_dir() else None)  # noqa: SIM115
+        os.ftruncate(self._file.fileno(), size)
         self._memory = mmap.mmap(self._file.fileno(), size)
         self._thread_lock = threading.Lock()
 
@@ -98,7 +70,7 @@ class SharedRecords:
         oldest_slot, oldest_ms = home, None
         for step in range(min(PROBE, self.slots)):
             slot = (home + step) % self.slots
-            offset = _FILE_HEAD.size + slot * self._record_bytes
+            offset = slot * self._record_bytes
             found, used_ms = _HEAD.unpack_from(self._memory, offset)
             if found == wanted:
                 return slot, self._values.unpack_from(self._memory, offset + _HEAD.size)
@@ -110,13 +82,9 @@ class SharedRecords:
 
     def write(self, slot: int, key: str, used_ms: int, values: tuple[float | int, ...]) -> None:
         """Put ``key``'s values in ``slot`` (from `read` under the same lock), used at ``used_ms``."""
-        offset = _FILE_HEAD.size + slot * self._record_bytes
+        offset = slot * self._record_bytes
         _HEAD.pack_into(self._memory, offset, fingerprint(key), used_ms)
         self._values.pack_into(self._memory, offset + _HEAD.size, *values)
-
-    def close(self) -> None:
-        self._memory.close()
-        self._file.close()
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:

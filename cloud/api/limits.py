@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -84,8 +83,8 @@ class RateLimiter:
     """Token buckets per (limit name, client): a bucket holds ``count`` tokens and refills at
     ``count / period_s`` per second; a request takes one.
 
-    The buckets are `SharedRecords`: those of ``records`` (a table every API process opens, see
-    `cloud.api.serve`), or a private table of ``max_clients`` buckets for one process.
+    The buckets are `SharedRecords`: ``records`` (made before the API's processes were forked, see
+    `cloud.api.serve`), or a new table of ``max_clients`` buckets.
     """
 
     def __init__(
@@ -117,9 +116,9 @@ class RateLimiter:
         return max(1, math.ceil((1.0 - tokens) / refill_per_ms / 1000))
 
 
-def rate_limit_records(max_clients: int = MAX_TRACKED_CLIENTS, path: Path | None = None) -> SharedRecords:
-    """The table of `RateLimiter`'s buckets: private, or the one in ``path`` the API's processes share."""
-    return SharedRecords("dq", max_clients, path)
+def rate_limit_records(max_clients: int = MAX_TRACKED_CLIENTS) -> SharedRecords:
+    """A table for `RateLimiter`'s buckets, shared with the processes forked after it is made."""
+    return SharedRecords("dq", max_clients)
 
 
 # -- request bodies

@@ -169,7 +169,6 @@ def configure_security(
     """Put on ``app.state`` what the access rules need: the authenticator, the rate limiter and the trusted
     proxies (a test's own small app of a few routers calls this too), counting in ``limits`` when the API's
     processes share them. The rate limits by name."""
-    rate_records, throttle_records = limits.open() if limits is not None else (None, None)
     app.state.authenticator = Authenticator(
         SessionPolicy(
             signing_key=settings.signing_key(),
@@ -178,10 +177,12 @@ def configure_security(
             session_max_s=settings.session_max_s,
         ),
         now_ms,
-        LoginThrottle(records=throttle_records),
+        LoginThrottle(records=limits.sign_in_failures if limits is not None else None),
     )
     rates = {name: Rate(count, period_s) for name, (count, period_s) in settings.rates().items()}
-    app.state.rate_limiter = RateLimiter(rates, now_ms, records=rate_records)
+    app.state.rate_limiter = RateLimiter(
+        rates, now_ms, records=limits.rate_limits if limits is not None else None
+    )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     return rates
 

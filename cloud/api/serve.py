@@ -1,9 +1,9 @@
 """Serving the API from one process or from several on one port, for more than one core.
 
 With several, this process (the supervisor) holds the port (bound, not listening, so that nothing else takes
-it), makes the files of the state the processes share (`SharedLimits`: the rate limiter's buckets and the
-sign-in throttle's failures), forks the serving processes and starts a new one when one dies. SIGTERM or
-SIGINT stops them all, each finishing the requests it has begun.
+it), makes the state the processes share (`SharedLimits`: the rate limiter's buckets and the sign-in
+throttle's failures, in shared memory), forks the serving processes and starts a new one when one dies.
+SIGTERM or SIGINT stops them all, each finishing the requests it has begun.
 
 Each serving process listens on a socket of its own with ``SO_REUSEPORT``: the kernel spreads new
 connections evenly among them by their addresses. From one shared listening socket, the process that
@@ -29,12 +29,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cloud.api.limits import rate_limit_records
 from cloud.auth.throttle import throttle_records
-from cloud.shared_records import SharedRecords, new_records_file
+from cloud.shared_records import SharedRecords
 from common.lifecycle import die_with_parent, signals_call
 from common.logs import setup_logging
 
@@ -50,26 +49,14 @@ STOP_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class SharedLimits:
-    """The files of the state the API's processes share; each process opens them (`open`)."""
+    """The state the API's processes share, made by the supervisor before it forks them."""
 
-    rate_limits: Path
-    sign_in_failures: Path
+    rate_limits: SharedRecords
+    sign_in_failures: SharedRecords
 
     @classmethod
     def create(cls) -> SharedLimits:
-        limits = cls(new_records_file("lokalnie-rate-limits-"), new_records_file("lokalnie-sign-in-"))
-        # Sized here, before any serving process opens them.
-        for records in limits.open():
-            records.close()
-        return limits
-
-    def open(self) -> tuple[SharedRecords, SharedRecords]:
-        """The rate limiter's records and the sign-in throttle's, mapped in this process."""
-        return rate_limit_records(path=self.rate_limits), throttle_records(path=self.sign_in_failures)
-
-    def remove(self) -> None:
-        for path in (self.rate_limits, self.sign_in_failures):
-            path.unlink(missing_ok=True)
+        return cls(rate_limit_records(), throttle_records())
 
 
 # Makes the app one serving process serves; None: alone, with private limits.
@@ -88,15 +75,12 @@ def serve(make_app: AppFactory, host: str, port: int, processes: int = 1, log_ro
         with signals_call(lambda _signum: None):
             uvicorn.Server(config).run()
         return 0
-    limits = SharedLimits.create()
     try:
         with tcp_socket(host, port):  # held, not listening: the port is ours
-            return _Supervisor(make_app, (host, port), limits, processes, log_role).run()
+            return _Supervisor(make_app, (host, port), SharedLimits.create(), processes, log_role).run()
     except OSError as error:
         logger.error("cannot listen on %s:%d: %s", host, port, error.strerror or error)
         return 1
-    finally:
-        limits.remove()
 
 
 def tcp_socket(host: str, port: int, listen: bool = False) -> socket.socket:

@@ -5,7 +5,6 @@ a guesser gets the same few tries however many processes serve it."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from cloud.shared_records import SharedRecords
 
@@ -15,12 +14,10 @@ WINDOW_MS = 15 * 60 * 1000
 MAX_TRACKED = 50_000
 
 
-def throttle_records(
-    max_failures: int = MAX_FAILURES, max_tracked: int = MAX_TRACKED, path: Path | None = None
-) -> SharedRecords:
-    """The table of `LoginThrottle`'s failures: private, or the one in ``path`` the API's processes share.
-    Each record: how many failures, then their times [ms], oldest first."""
-    return SharedRecords("q" * (1 + max_failures), max_tracked, path)
+def throttle_records(max_failures: int = MAX_FAILURES, max_tracked: int = MAX_TRACKED) -> SharedRecords:
+    """A table for `LoginThrottle`'s failures, shared with the processes forked after it is made. Each
+    record: how many failures, then their times [ms], oldest first."""
+    return SharedRecords("q" * (1 + max_failures), max_tracked)
 
 
 class LoginThrottle:

@@ -8,17 +8,15 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.api.limits import Rate, RateLimiter, rate_limit_records
+from cloud.api.limits import Rate, RateLimiter
 from cloud.api.serve import SharedLimits
-from cloud.auth.throttle import LoginThrottle, throttle_records
-from cloud.shared_records import SharedRecords, new_records_file
+from cloud.auth.throttle import LoginThrottle
+from cloud.shared_records import SharedRecords
 
 FORK = multiprocessing.get_context("fork")
 
@@ -88,84 +86,58 @@ def test_the_shared_failures_answer_as_a_sliding_window_would(events: list[tuple
 
 
 def _take_tokens(limits: SharedLimits, tries: int, granted: multiprocessing.Queue[int]) -> None:
-    rate_records, _ = limits.open()
     # A frozen clock: no token comes back while the processes race for them.
-    limiter = RateLimiter({"estimates": Rate(50, 3600.0)}, lambda: 1_000, records=rate_records)
+    limiter = RateLimiter({"estimates": Rate(50, 3600.0)}, lambda: 1_000, records=limits.rate_limits)
     granted.put(sum(limiter.acquire("estimates", "198.51.100.7") == 0 for _ in range(tries)))
 
 
 def _fail_sign_ins(limits: SharedLimits, tries: int) -> None:
-    _, records = limits.open()
-    throttle = LoginThrottle(records=records)
+    throttle = LoginThrottle(records=limits.sign_in_failures)
     for attempt in range(tries):
         assert throttle.attempt("anna", "198.51.100.7", 1_000 + attempt) == 0
 
 
-@pytest.fixture
-def limits() -> Iterator[SharedLimits]:
-    shared = SharedLimits.create()
-    yield shared
-    shared.remove()
+def _run_forked(target: Callable[..., None], *args: object, count: int = 1) -> list[int | None]:
+    """Run ``target(*args)`` in ``count`` forked processes at once; their exit codes."""
+    processes = [FORK.Process(target=target, args=args) for _ in range(count)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(30)
+    return [process.exitcode for process in processes]
 
 
-def test_processes_sharing_the_buckets_grant_a_client_the_rate_once(limits: SharedLimits) -> None:
+def test_processes_forked_after_the_buckets_grant_a_client_the_rate_once() -> None:
+    limits = SharedLimits.create()
     granted: multiprocessing.Queue[int] = FORK.Queue()
-    racers = [FORK.Process(target=_take_tokens, args=(limits, 200, granted)) for _ in range(3)]
-    for racer in racers:
-        racer.start()
-    for racer in racers:
-        racer.join(30)
-        assert racer.exitcode == 0
-    assert sum(granted.get(timeout=5) for _ in racers) == 50
+    assert _run_forked(_take_tokens, limits, 200, granted, count=3) == [0, 0, 0]
+    assert sum(granted.get(timeout=5) for _ in range(3)) == 50
 
 
-def test_processes_sharing_the_throttle_count_a_guesser_once(limits: SharedLimits) -> None:
+def test_processes_forked_after_the_throttle_count_a_guesser_once() -> None:
+    limits = SharedLimits.create()
     # Two processes, two failures each: four in all, one below the limit.
-    guessers = [FORK.Process(target=_fail_sign_ins, args=(limits, 2)) for _ in range(2)]
-    for guesser in guessers:
-        guesser.start()
-    for guesser in guessers:
-        guesser.join(30)
-        assert guesser.exitcode == 0
-    _, records = limits.open()
-    throttle = LoginThrottle(records=records)
+    assert _run_forked(_fail_sign_ins, limits, 2, count=2) == [0, 0]
+    throttle = LoginThrottle(records=limits.sign_in_failures)
     assert throttle.attempt("anna", "198.51.100.7", 2_000) == 0
     assert throttle.attempt("anna", "198.51.100.7", 2_000) > 0
-    assert throttle.retry_after_s("anna", "203.0.113.9", 2_000) == 0
+    assert throttle.attempt("anna", "203.0.113.9", 2_000) == 0
 
 
-def _die_holding(path: Path) -> None:
-    records = SharedRecords("q", 16, path)
+def _die_holding(records: SharedRecords) -> None:
     with records.locked():
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_process_killed_inside_the_lock_does_not_block_the_others(tmp_path: Path) -> None:
-    path = new_records_file("lokalnie-test-")
-    try:
-        victim = FORK.Process(target=_die_holding, args=(path,))
-        victim.start()
-        victim.join(30)
-        assert victim.exitcode == -signal.SIGKILL
-        records = SharedRecords("q", 16, path)
-        started = time.monotonic()
-        with records.locked():
-            slot, _ = records.read("key")
-            records.write(slot, "key", 1, (7,))
-        assert time.monotonic() - started < 1.0
-        assert records.read("key")[1] == (7,)
-    finally:
-        path.unlink()
-
-
-def test_a_records_file_of_another_shape_is_refused() -> None:
-    path = new_records_file("lokalnie-test-")
-    try:
-        rate_limit_records(path=path).close()
-        with pytest.raises(ValueError, match="another shape"):
-            throttle_records(path=path)
-    finally:
-        path.unlink()
+def test_a_process_killed_inside_the_lock_does_not_block_the_others() -> None:
+    records = SharedRecords("q", 16)
+    assert _run_forked(_die_holding, records) == [-signal.SIGKILL]
+    started = time.monotonic()
+    with records.locked():
+        slot, _ = records.read("key")
+        records.write(slot, "key", 1, (7,))
+    assert time.monotonic() - started < 1.0
+    assert records.read("key")[1] == (7,)
 
 
 def test_a_full_neighbourhood_forgets_its_least_recently_used_key() -> None:
