@@ -245,11 +245,26 @@ def postgres(log_dir: Path, durable: bool = False) -> Iterator[Postgres]:
 
 
 def _memory_directory(needed_bytes: int = 4 * 1024**3) -> str | None:
-    """``/dev/shm`` if it has ``needed_bytes`` free, else None (the system's temporary directory)."""
+    """``/dev/shm`` if it has ``needed_bytes`` free, else None (the system's temporary directory); first the
+    clusters that killed test runs left there are deleted (they would hold the memory until a reboot)."""
     memory = Path("/dev/shm")
-    if memory.is_dir() and shutil.disk_usage(memory).free >= needed_bytes:
-        return str(memory)
-    return None
+    if not memory.is_dir():
+        return None
+    for left in memory.glob("lokalnie-pg-*"):
+        if _abandoned(left):
+            shutil.rmtree(left, ignore_errors=True)
+    return str(memory) if shutil.disk_usage(memory).free >= needed_bytes else None
+
+
+def _abandoned(cluster: Path, quiet_s: float = 600.0) -> bool:
+    """Whether no PostgreSQL runs in ``cluster`` and it is older than ``quiet_s`` (not one being made now)."""
+    try:
+        if time.time() - cluster.stat().st_mtime < quiet_s:
+            return False
+        pid = int((cluster / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    return not Path(f"/proc/{pid}").exists()
 
 
 def _create_database(port: int) -> None:
