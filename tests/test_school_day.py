@@ -45,7 +45,7 @@ QUARTER_MS = 15 * 60 * 1000
 
 @pytest.fixture
 def school_sites(tmp_path: Path) -> list[Site]:
-    """The three schools moved to loopback ports, polled every minute, written where the ingest reads sites."""
+    """The three schools moved to loopback ports, polled each minute, written where the ingest reads sites."""
     sites_dir = tmp_path / "sites"
     sites_dir.mkdir()
     first_port = free_port_run(2 * len(SCHOOLS))
