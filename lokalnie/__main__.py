@@ -1,5 +1,5 @@
 """`python -m lokalnie`: the same program as the `lokalnie` command."""
 
-from lokalnie.cli import app
+from lokalnie.cli import main
 
-app()
+main()
