@@ -147,7 +147,8 @@ def api_server(factory: str, probe: str, env: dict[str, str], log: Path) -> Iter
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not _answers(f"{base}{probe}") or _children(process.pid) < (PROCESSES if PROCESSES > 1 else 0):
+        serving = PROCESSES if PROCESSES > 1 else 0
+        while not _answers(f"{base}{probe}") or len(servers.child_pids(process.pid)) < serving:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
@@ -163,10 +164,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def _children(pid: int) -> int:
-    return len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
 
 async def fixed_rate(url: str, bodies: list[dict[str, Any]] | None, rate: float = RATE) -> dict[str, float]:

@@ -160,6 +160,11 @@ class Postgres:
         return self.url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def child_pids(pid: int) -> set[int]:
+    """The ids of the processes ``pid`` started that still run."""
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
 def _as_postgres_user() -> list[str]:
     # initdb and postgres refuse to run as root.
     if os.geteuid() != 0:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +34,7 @@ class RunningApi:
 
     def children(self) -> set[int]:
         """The serving processes' ids."""
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return {int(pid) for pid in path.read_text().split()}
+        return servers.child_pids(self.process.pid)
 
     def served_by(self) -> Counter[str]:
         """How many requests each serving process logged, by its name in the log (api-1, api-2)."""
@@ -43,9 +42,11 @@ class RunningApi:
         return Counter(line.split()[2] for line in lines if " uvicorn.access: " in line)
 
 
-def _wait_until(condition: object, what: str, log: Path, timeout_s: float = START_TIMEOUT_S) -> None:
+def _wait_until(
+    condition: Callable[[], bool], what: str, log: Path, timeout_s: float = START_TIMEOUT_S
+) -> None:
     deadline = time.monotonic() + timeout_s
-    while not callable(condition) or not condition():
+    while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{log.read_text()[-3000:]}"
         time.sleep(0.2)
 
