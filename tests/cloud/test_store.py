@@ -268,6 +268,35 @@ def test_transactions_on_one_school_take_turns_on_postgresql(cloud_db: CloudDb) 
     assert count(cloud_db, SampleRow, SampleRow.school_id == school) == 1
 
 
+def test_a_message_stored_by_two_transactions_at_once_is_stored_once(cloud_db: CloudDb) -> None:
+    """On PostgreSQL new rows go in by a plain insert first: the second transaction waits for the first's
+    uncommitted keys, then finds them stored and counts its samples as duplicates."""
+    school = cloud_db.school_ids[0]
+    samples = [pv_sample(1, NOW_MS - Q, 10.0), pv_sample(2, NOW_MS, 20.0), meter_sample(3, NOW_MS, 5.0, 1.0)]
+    message = telemetry(school, encode(make_batch(school, samples)))
+    store = store_for(cloud_db)
+    reports = []
+    with cloud_db.engine.connect() as first:
+        first.begin()
+        Bulk(first).insert_samples(
+            [
+                (school, "a1b2c3d4", s.seq, s.device, s.kind.value, s.ts_ms, False, NOW_MS, "{}")
+                for s in samples
+            ]
+        )
+        second = threading.Thread(target=lambda: reports.append(store.store([message])))
+        second.start()
+        second.join(0.5)
+        if cloud_db.settings.database_url.startswith("postgresql"):
+            assert second.is_alive(), "the second transaction did not wait for the first's keys"
+        first.commit()
+    second.join(10)
+    assert not second.is_alive()
+    [report] = reports
+    assert (report.samples_stored, report.duplicates) == (0, 3)
+    assert count(cloud_db, SampleRow, SampleRow.school_id == school) == 3
+
+
 def test_every_counter_of_the_wire_contract_feeds_an_interval_column() -> None:
     assert set(INTERVAL_COLUMNS) == {
         (kind, quantity) for kind, names in COUNTERS.items() for quantity in names
