@@ -961,15 +961,7 @@ def _option(
         available=True,
         reason_pl=None,
         investment=investment,
-        subsidies=[
-            line.model_copy(
-                update={
-                    "amount_pln": _money(line.amount_pln),
-                    "eligible_cost_pln": _money(line.eligible_cost_pln),
-                }
-            )
-            for line in subsidies
-        ],
+        subsidies=[line.in_grosze() for line in subsidies],
         subsidies_total_pln=_money(granted),
         net_investment_pln=_money(net),
         loan=loan,

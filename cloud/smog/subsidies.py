@@ -34,6 +34,19 @@ class SubsidyLine(BaseModel):
     rule_pl: str
     unconfirmed: bool
 
+    def in_grosze(self) -> SubsidyLine:
+        """The line with its amounts rounded to the grosz, as the answer shows them (they are summed
+        unrounded)."""
+        return SubsidyLine(
+            programme=self.programme,
+            programme_label_pl=self.programme_label_pl,
+            tier=self.tier,
+            eligible_cost_pln=round(self.eligible_cost_pln, 2),
+            amount_pln=round(self.amount_pln, 2),
+            rule_pl=self.rule_pl,
+            unconfirmed=self.unconfirmed,
+        )
+
 
 @dataclass(frozen=True)
 class TierDecision:
