@@ -25,6 +25,7 @@ from common.broker import BrokerAddress
 from common.clock import Clock
 from common.config import ConfigError
 from common.sites import Device, RtuTransport, Site, TcpTransport
+from edge.certificate import certificate_not_after_ms
 from edge.health import HealthMonitor
 from edge.modbus.link import DeviceLink, DeviceUnreachable, LinkSettings
 from edge.modbus.profiles import Profile, load_profile
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 CLOCK_JUMP_TOLERANCE_MS = 30_000
 # The longest real time the agent sleeps without looking at the clock again (to notice a jump back) [s].
 MAX_SLEEP_S = 5.0
+# How often the client certificate's expiry is compared with the clock [ms].
+CERTIFICATE_CHECK_MS = 3_600_000
 
 Endpoint = tuple[str, int] | str
 
@@ -129,11 +132,17 @@ class EdgeAgent:
     publisher: Publisher | None = None
     health: HealthMonitor = field(default_factory=HealthMonitor)
     _last_check: tuple[int, float] | None = None
+    _certificate_checked_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.reference_ms is None:
             self.reference_ms = monotonic_reference(self.clock)
         self.bridges = bridges_of(self.pollers)
+        self.certificate_not_after_ms = self._certificate_not_after_ms()
+        devices = {device.id for device in self.site.devices}
+        gone = self.health.restore(self.outbox.raised_conditions(), devices, self.clock.now_ms())
+        if gone:
+            self.outbox.append_events(gone)
 
     @property
     def last_poll_ms(self) -> int:
@@ -212,7 +221,7 @@ class EdgeAgent:
         """Poll the devices of some bridges, commit what was read and what it means to the outbox; return
         the new samples' row ids."""
         now_ms = self.clock.now_ms()
-        events = self._check_clock(now_ms) if check_clock else []
+        events = self._check_clock(now_ms) + self._check_certificate(now_ms) if check_clock else []
         polled = await asyncio.gather(*(self._poll_bridge(bridge) for bridge in bridges))
         outcomes = [outcome for outcomes in polled for outcome in outcomes]
         samples = []
@@ -263,6 +272,31 @@ class EdgeAgent:
             return []
         jump_ms = round((now_ms - previous[0]) - (reference - previous[1]))
         return self.health.clock_checked(now_ms, jump_ms if abs(jump_ms) > CLOCK_JUMP_TOLERANCE_MS else None)
+
+    def _certificate_not_after_ms(self) -> int | None:
+        """When the client certificate the MQTT client loads expires; None without one, or when it cannot be
+        read (the connection then fails and says why)."""
+        if self.broker.cert_file is None:
+            return None
+        try:
+            return certificate_not_after_ms(self.broker.cert_file)
+        except (OSError, ValueError) as error:
+            log.error(
+                "school %s: cannot read the client certificate %s: %s",
+                self.site.id,
+                self.broker.cert_file,
+                error,
+            )
+            return None
+
+    def _check_certificate(self, now_ms: int) -> list[NewEvent]:
+        checked = self._certificate_checked_ms
+        if self.certificate_not_after_ms is None or (
+            checked is not None and now_ms - checked < CERTIFICATE_CHECK_MS
+        ):
+            return []
+        self._certificate_checked_ms = now_ms
+        return self.health.certificate_checked(now_ms, self.certificate_not_after_ms)
 
 
 def _next_moment(now_ms: int, period_ms: int) -> int:

@@ -17,14 +17,15 @@ device shares are here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from common.sites import Device
 from common.wire import COUNTERS, DeviceKind, Severity
 from edge.modbus.link import DeviceUnreachable
 from edge.modbus.profiles import Profile
-from edge.outbox import Dropped, NewEvent
+from edge.outbox import DAY_MS, Dropped, NewEvent
 from edge.poller import PollResult
 
 # Good polls in a row that clear a condition.
@@ -33,6 +34,9 @@ CLEAR_AFTER = 2
 SLOW_FRACTION = 0.5
 # The outbox counts as full (its condition stays raised) above this fraction of its byte bound.
 FULL_FRACTION = 0.9
+# How long before the school's client certificate expires the city is told: as for the broker's certificate
+# (deploy/monitoring/alerts.yaml), a month leaves time to issue a new one and install it at the school.
+CERTIFICATE_WARNING_DAYS = 30
 
 KIND_PL = {DeviceKind.PV_INVERTER: "falownik", DeviceKind.GRID_METER: "licznik energii"}
 COUNTER_PL = {"energy_wh": "produkcji", "import_wh": "poboru z sieci", "export_wh": "oddawania do sieci"}
@@ -77,6 +81,12 @@ class Conditions:
     def active(self) -> list[tuple[str | None, str]]:
         return [key for key, condition in self._conditions.items() if condition.active]
 
+    def restore(self, raised: NewEvent) -> None:
+        """Hold a condition raised before (by an earlier run), as if this run had raised it."""
+        self._conditions[(raised.device, raised.code)] = _Condition(
+            active=True, raised=Problem(raised.severity, raised.message_pl, raised.details)
+        )
+
     def observe(
         self,
         device: str | None,
@@ -85,6 +95,7 @@ class Conditions:
         problem: Problem | None,
         *,
         raise_after: int = 1,
+        clear_after: int = CLEAR_AFTER,
         cleared_pl: Callable[[], str],
         evidence: bool = True,
     ) -> NewEvent | None:
@@ -106,7 +117,7 @@ class Conditions:
             return None
         condition.good += 1
         condition.bad = 0
-        if condition.active and condition.good >= CLEAR_AFTER:
+        if condition.active and condition.good >= clear_after:
             condition.active = False
             severity = condition.raised.severity if condition.raised else Severity.INFO
             return NewEvent(device, code, severity, False, ts_ms, cleared_pl(), {})
@@ -124,6 +135,21 @@ class HealthMonitor:
         self.conditions = Conditions()
         self._counters: dict[tuple[str, str], float] = {}
         self._last_power: dict[str, float | None] = {}
+
+    def restore(self, raised: Sequence[NewEvent], devices: Collection[str], ts_ms: int) -> list[NewEvent]:
+        """Take back the conditions an earlier run raised and did not clear (the outbox keeps them), so that
+        they clear when the evidence says they are over; return the events that clear, now, those of devices
+        no longer in the site."""
+        gone = []
+        for event in raised:
+            if event.device is None or event.device in devices:
+                self.conditions.restore(event)
+            else:
+                message = (
+                    f"Urządzenia „{event.device}” nie ma już w konfiguracji szkoły; zgłoszenie zamknięto."
+                )
+                gone.append(NewEvent(event.device, event.code, event.severity, False, ts_ms, message, {}))
+        return gone
 
     def device_polled(
         self, device: Device, profile: Profile, ts_ms: int, outcome: PollResult | DeviceUnreachable
@@ -352,5 +378,28 @@ class HealthMonitor:
             if full
             else None,
             cleared_pl=lambda: "Bufor odczytów znów ma miejsce; żadne odczyty nie są usuwane.",
+        )
+        return [event] if event else []
+
+    def certificate_checked(self, ts_ms: int, not_after_ms: int) -> list[NewEvent]:
+        """The events of one look at when the school's client certificate expires (``not_after_ms``)."""
+        until = time.strftime("%d.%m.%Y", time.gmtime(not_after_ms / 1000))
+        expires = "wygasł" if not_after_ms <= ts_ms else "wygasa"
+        event = self.conditions.observe(
+            None,
+            "client_certificate_expiring",
+            ts_ms,
+            Problem(
+                Severity.WARNING,
+                f"Certyfikat, którym komputer szkoły loguje się do serwera miasta, {expires} {until} r. "
+                "Zgłoś to w urzędzie (dział IT): bez nowego certyfikatu odczyty nie docierają do miasta "
+                "(czekają na tym komputerze).",
+                {"not_after_ms": not_after_ms, "days_left": round((not_after_ms - ts_ms) / DAY_MS, 1)},
+            )
+            if not_after_ms - ts_ms < CERTIFICATE_WARNING_DAYS * DAY_MS
+            else None,
+            # Read from the file, not measured: one look is certain, nothing flaps.
+            clear_after=1,
+            cleared_pl=lambda: f"Certyfikat komputera szkoły został wymieniony; jest ważny do {until} r.",
         )
         return [event] if event else []

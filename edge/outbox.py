@@ -4,7 +4,9 @@ published, and leaves only when the broker has acknowledged the message that car
 SQLite in WAL mode with ``synchronous=FULL``: a commit is on the storage when `append` returns, so a
 ``kill -9`` or a power cut loses nothing that was appended (docs/edge.md explains the choice). The row id
 (AUTOINCREMENT, never reused) is the sample's sequence number on the wire, and acknowledgement is by row id,
-never by timestamp; events have their own table and their own row ids. ``stream`` names this outbox file;
+never by timestamp; events have their own table and their own row ids, and the conditions they raised and
+have not cleared are kept beside them, so that an agent restarted in the middle of a fault still clears it
+when it is over. ``stream`` names this outbox file;
 a new file (a new SD card) starts a new stream, so the cloud never mistakes new sequence numbers for old ones.
 
 The outbox is bounded in bytes and in days. When a bound is passed, the oldest samples go first; what was
@@ -43,6 +45,17 @@ CREATE TABLE IF NOT EXISTS events (
     ts_ms INTEGER NOT NULL,
     message_pl TEXT NOT NULL,
     details_json TEXT NOT NULL
+);
+-- The conditions raised and not yet cleared, each as the event that raised it ('' for the agent's own), kept
+-- in step with the events: a restarted agent still knows them, and clears them when they are over.
+CREATE TABLE IF NOT EXISTS conditions (
+    device TEXT NOT NULL,
+    code TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    message_pl TEXT NOT NULL,
+    details_json TEXT NOT NULL,
+    PRIMARY KEY (device, code)
 );
 """
 DAY_MS = 86_400_000
@@ -185,10 +198,12 @@ class Outbox:
     # Events.
 
     def append_events(self, events: Sequence[NewEvent]) -> list[int]:
-        """Commit health events durably; return their row ids (their sequence numbers)."""
+        """Commit health events durably, and the conditions they raise or clear with them; return their row
+        ids (their sequence numbers)."""
         ids = []
         with self._transaction():
             for event in events:
+                self._keep_condition(event)
                 cursor = self._db.execute(
                     "INSERT INTO events (device, code, severity, active, ts_ms, message_pl, details_json) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -204,6 +219,43 @@ class Outbox:
                 )
                 ids.append(int(cursor.lastrowid or 0))
         return ids
+
+    def _keep_condition(self, event: NewEvent) -> None:
+        if not event.active:
+            self._db.execute(
+                "DELETE FROM conditions WHERE device = ? AND code = ?", (event.device or "", event.code)
+            )
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO conditions (device, code, severity, ts_ms, message_pl, details_json) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event.device or "",
+                event.code,
+                event.severity.value,
+                event.ts_ms,
+                event.message_pl,
+                json.dumps(event.details, allow_nan=False),
+            ),
+        )
+
+    def raised_conditions(self) -> list[NewEvent]:
+        """The events that raised the conditions not cleared since, oldest first."""
+        rows = self._db.execute(
+            "SELECT device, code, severity, ts_ms, message_pl, details_json FROM conditions ORDER BY ts_ms"
+        ).fetchall()
+        return [
+            NewEvent(
+                device=row[0] or None,
+                code=row[1],
+                severity=Severity(row[2]),
+                active=True,
+                ts_ms=row[3],
+                message_pl=row[4],
+                details=json.loads(row[5]),
+            )
+            for row in rows
+        ]
 
     def pending_events(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
         rows = self._db.execute(

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymodbus.constants import ExcCodes
@@ -256,3 +257,61 @@ def test_a_clock_that_jumps_back_is_an_event_and_the_polls_realign(
     raised = next(e for e in collector.events if e.code == "clock_jump" and e.active)
     assert raised.details["jump_s"] == pytest.approx(-3600, abs=1)
     assert "przeskoczył o -3600 s" in raised.message_pl
+
+
+def test_a_fault_raised_before_a_restart_is_cleared_by_the_next_run(
+    broker: servers.Broker, tmp_path: Path
+) -> None:
+    """The meter stops answering, the agent raises it and stops (a power cut, an update); the meter is fixed
+    meanwhile. The next run, on the same outbox, clears what the earlier one raised: the caretaker's screen
+    and the city's alert do not keep a fault that is over."""
+    site = school([device("meter", "eastron-sdm630")])
+
+    async def run_agent(clock: ManualClock, simulator: SiteSimulator, act: Callable[[Rig], Any]) -> Rig:
+        pollers = build_pollers(site, PROFILES_DIR)
+        for poller in pollers:
+            poller.link.settings = LinkSettings(timeout_s=0.3)
+        box = Outbox(tmp_path / "outbox.db")
+        agent = EdgeAgent(
+            site, pollers, box, parse_broker_url(broker.url), clock, PublisherSettings(backfill_delay_max_s=0)
+        )
+        rig = Rig(agent, simulator, clock, [0])
+        rig.polls = (clock.now_ms() - NOON_MS) // PERIOD_MS
+        spy(rig)
+        stop = asyncio.Event()
+        running = asyncio.create_task(agent.run(stop))
+        try:
+            await act(rig)
+            await wait_until(lambda: box.count_events() == 0, 15, "the events to be acknowledged")
+            return rig
+        finally:
+            stop.set()
+            await running
+            box.close()
+
+    async def scenario() -> tuple[Rig, Rig]:
+        clock = ManualClock(NOON_MS)
+        async with SiteSimulator(site, clock, seed=4) as simulator:
+            meter = simulator.devices["meter"]
+            meter.faults.no_answer = True
+            first = await run_agent(
+                clock, simulator, lambda rig: rig.until("meter", "device_unreachable", True, 3)
+            )
+            meter.faults.no_answer = False
+            second = await run_agent(
+                clock, simulator, lambda rig: rig.until("meter", "device_unreachable", False, 3)
+            )
+            return first, second
+
+    collector = Collector(broker.url, site.id, client_id=f"restart-{tmp_path.name}")
+    try:
+        first, second = asyncio.run(scenario())
+        wait_for(lambda: len(collector.event_codes()) >= 2, 15, "both events on the broker")
+    finally:
+        collector.close()
+    assert [(e.code, e.active) for _, e in first.raised] == [("device_unreachable", True)]
+    assert [(e.code, e.active) for _, e in second.raised] == [("device_unreachable", False)]
+    assert collector.event_codes() == [
+        ("meter", "device_unreachable", True),
+        ("meter", "device_unreachable", False),
+    ]

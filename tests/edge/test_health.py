@@ -136,12 +136,58 @@ def test_the_clock_and_the_outbox() -> None:
     assert codes(monitor.outbox_checked(4000, Dropped(samples_total=500), 0.1)) == [("outbox_dropped", False)]
 
 
+def test_a_restarted_agent_clears_what_an_earlier_run_raised_once_it_is_over(
+    inverter_profile: Profile,
+) -> None:
+    earlier = HealthMonitor()
+    lost = DeviceUnreachable("timeout")
+    raised = [e for poll in run(earlier, inverter_profile, good(), lost, lost) for e in poll]
+    raised += earlier.clock_checked(2000, 60_000)
+    gone = NewEvent("old_meter", "device_unreachable", Severity.CRITICAL, True, 0, "Licznik nie odpowiada.")
+    assert codes(raised) == [("device_unreachable", True), ("clock_jump", True)]
+
+    restarted = HealthMonitor()
+    cleared_now = restarted.restore([*raised, gone], {"inverter", "meter"}, 5000)
+    # A device taken out of the site gives no more evidence: its condition is closed at once.
+    assert [(e.device, e.code, e.active, e.ts_ms) for e in cleared_now] == [
+        ("old_meter", "device_unreachable", False, 5000)
+    ]
+    assert "nie ma już w konfiguracji" in cleared_now[0].message_pl
+    # Still unreachable: nothing new; back: cleared after two good polls, with the severity it was raised.
+    polls = run(restarted, inverter_profile, lost, good(), good())
+    assert [codes(p) for p in polls] == [[], [], [("device_unreachable", False)]]
+    assert polls[2][0].severity is Severity.CRITICAL
+    assert restarted.clock_checked(6000, None) == []
+    assert codes(restarted.clock_checked(7000, None)) == [("clock_jump", False)]
+
+
+def test_the_client_certificate_is_reported_a_month_before_it_expires_and_cleared_when_renewed() -> None:
+    day_ms = 86_400_000
+    now_ms = 1_798_761_600_000  # 1 January 2027, 00:00 UTC
+    monitor = HealthMonitor()
+    assert monitor.certificate_checked(now_ms, now_ms + 31 * day_ms) == []
+    soon = monitor.certificate_checked(now_ms, now_ms + 29 * day_ms)
+    assert codes(soon) == [("client_certificate_expiring", True)]
+    assert soon[0].severity is Severity.WARNING and soon[0].device is None
+    assert "wygasa 30.01.2027 r." in soon[0].message_pl and "dział IT" in soon[0].message_pl
+    assert soon[0].details == {"not_after_ms": now_ms + 29 * day_ms, "days_left": 29.0}
+    assert monitor.certificate_checked(now_ms + 30 * day_ms, now_ms + 29 * day_ms) == [], "raised once"
+    # A renewed certificate (the agent restarted with it): cleared at the first look.
+    renewed = now_ms + 3 * 365 * day_ms
+    cleared = monitor.certificate_checked(now_ms + 31 * day_ms, renewed)
+    assert codes(cleared) == [("client_certificate_expiring", False)]
+    assert "ważny do 31.12.2029 r." in cleared[0].message_pl
+    expired = HealthMonitor().certificate_checked(now_ms, now_ms - day_ms)
+    assert "wygasł 31.12.2026 r." in expired[0].message_pl and expired[0].details["days_left"] == -1.0
+
+
 def test_every_event_fits_the_wire_contract(inverter_profile: Profile) -> None:
     monitor = HealthMonitor()
     lost = DeviceUnreachable("timeout")
     events = [e for poll in run(monitor, inverter_profile, good(), lost, lost) for e in poll]
     events += monitor.device_polled(METER, load_profile(PROFILES_DIR, "eastron-sdm630"), 0, good())
     events += monitor.clock_checked(0, -45_000) + monitor.outbox_checked(0, Dropped(3, 0, 5, 3), 1.0)
+    events += monitor.certificate_checked(0, 86_400_000)
     assert events
     for seq, event in enumerate(events, start=1):
         HealthEvent(

@@ -101,6 +101,24 @@ def test_events_have_their_own_row_ids_and_are_acknowledged_by_them(tmp_path: Pa
     assert box.count() == 1, "acknowledging events leaves samples alone"
 
 
+def test_raised_conditions_are_kept_until_cleared_across_reopening_and_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    clock_jump = NewEvent(
+        None, "clock_jump", Severity.WARNING, True, 5, "Zegar przeskoczył.", {"jump_s": 60.0}
+    )
+    box.append_events([event(1), clock_jump, event(7)])
+    box.acknowledge_events(event.id for event in box.pending_events())
+    box.close()
+    box = Outbox(tmp_path / "outbox.db")
+    # The newest raising event of each condition, its details as they were.
+    assert box.raised_conditions() == [clock_jump, event(7)]
+    box.append_events([event(9, active=False)])
+    assert box.raised_conditions() == [clock_jump]
+    box.close()
+
+
 def test_the_backlog_boundary_is_a_row_id(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "outbox.db")
     ids = box.append([sample(ts) for ts in (100, 200, 300, 400)])
@@ -145,6 +163,7 @@ def test_events_beyond_their_count_are_dropped_oldest_first(tmp_path: Path) -> N
     box.append_events([event(ts) for ts in range(5)])
     assert box.enforce_limits(now_ms=5).events == 2
     assert [e.ts_ms for e in box.pending_events()] == [2, 3, 4]
+    assert box.raised_conditions() == [event(4)], "the condition stays raised"
 
 
 def test_acknowledgement_is_by_row_id_even_for_samples_of_the_same_moment(tmp_path: Path) -> None:

@@ -1,0 +1,17 @@
+"""When the school's client certificate expires: the agent reads it when it starts, as its MQTT client loads
+it, and compares it with the clock every hour (`edge.agent`); a month before, a health event reaches the
+city by mail (deploy/monitoring/alerts.yaml) while the school can still connect. A renewed file counts from
+the agent's next start, when its client loads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+
+def certificate_not_after_ms(path: Path) -> int:
+    """The end of validity of the first certificate in a PEM file [ms since the epoch]; `OSError` if the file
+    cannot be read, `ValueError` if it holds no certificate."""
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    return int(certificate.not_valid_after_utc.timestamp()) * 1000
