@@ -4,6 +4,7 @@ connect, publish and read what. Each negative case is paired with a positive one
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import ssl
 import time
@@ -24,12 +25,17 @@ from cloud.ingest.certificate import broker_certificate_not_after_ms
 from cloud.ingest.worker import IngestWorker
 from cloud.settings import Settings
 from common.broker import BrokerAddress, parse_broker_url
-from common.clock import SystemClock
+from common.clock import ManualClock, SystemClock
 from common.mqtt import make_client
-from common.wire import Channel, school_topic
+from common.wire import Channel, decode_event, school_topic
+from edge.agent import EdgeAgent, build_pollers
+from edge.outbox import Outbox
+from simulators.server import SiteSimulator
 from tests.cloud.conftest import write_sites
+from tests.conftest import PROFILES_DIR
 from tests.deploy.conftest import Broker, password_of
 from tests.deploy.mqtt import CONNECTED, SETTLE_S, Client, connected, try_connect
+from tests.edge.conftest import device, school, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -263,6 +269,51 @@ def test_a_school_logs_in_with_a_client_certificate(broker: Broker, tmp_path: Pa
         "key_file": other_files["client.key"],
     }
     assert try_connect(broker.cert_port, **forged) != CONNECTED
+
+
+def test_a_school_s_agent_with_a_client_certificate_reports_it_expiring(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The edge agent itself on the certificate port, with a certificate issued for 10 days: its readings get
+    through, and so does the health event that puts it on the caretaker's screen and in the city's mail."""
+    paths = {path.name: path for path in pki.issue_client_cert(broker.layout, edge_username(A), days=10)}
+    address = parse_broker_url(
+        f"mqtts://localhost:{broker.cert_port}",
+        ca_file=paths["ca.crt"],
+        cert_file=paths["client.crt"],
+        key_file=paths["client.key"],
+    )
+    site = school([device("meter", "eastron-sdm630")], school_id=A)
+    events, telemetry = school_topic(A, Channel.EVENTS), school_topic(A, Channel.TELEMETRY)
+
+    async def run_agent(clock: ManualClock) -> None:
+        async with SiteSimulator(site, clock):
+            box = Outbox(tmp_path / "outbox.db")
+            agent = EdgeAgent(site, build_pollers(site, PROFILES_DIR), box, address, clock)
+            stop = asyncio.Event()
+            running = asyncio.create_task(agent.run(stop))
+
+            def sent() -> bool:
+                return agent.last_poll_ms > 0 and box.count() == 0 and box.count_events() == 0
+
+            try:
+                await clock.advance_to(clock.now_ms() + site.poll_period_s * 1000)
+                await wait_until(sent, 15, "the first poll's sample and event to be acknowledged")
+            finally:
+                stop.set()
+                await running
+                box.close()
+
+    with connected(broker.tls_port, **ingest(broker)) as watcher:
+        watcher.subscribe(events)
+        watcher.subscribe(telemetry)
+        asyncio.run(run_agent(ManualClock(time.time_ns() // 10**10 * 10**4)))
+        arrived = watcher.receive(10.0, count=2)
+    by_topic = {message.topic: message.payload for message in arrived}
+    assert set(by_topic) == {events, telemetry}
+    event = decode_event(by_topic[events])
+    assert (event.code, event.active, event.severity) == ("client_certificate_expiring", True, "warning")
+    assert 9.9 < float(event.details["days_left"] or 0) <= 10.0 and "wygasa" in event.message_pl
 
 
 def test_the_generated_env_files_connect_the_edge_and_the_ingest(
