@@ -130,7 +130,6 @@ class EdgeAgent:
     # Monotonic time on the clock's scale [ms]; None disables the clock-jump check. Default: from the clock.
     reference_ms: Callable[[], float] | None = None
     publisher: Publisher | None = None
-    health: HealthMonitor = field(default_factory=HealthMonitor)
     _last_check: tuple[int, float] | None = None
     _certificate_checked_ms: int | None = None
 
@@ -138,6 +137,7 @@ class EdgeAgent:
         if self.reference_ms is None:
             self.reference_ms = monotonic_reference(self.clock)
         self.bridges = bridges_of(self.pollers)
+        self.health = HealthMonitor(self.site.location)
         self.certificate_not_after_ms = self._certificate_not_after_ms()
         devices = {device.id for device in self.site.devices}
         gone = self.health.restore(self.outbox.raised_conditions(), devices, self.clock.now_ms())

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from common.sites import Device
+from common.sites import Device, Location
+from common.sun import is_night
 from common.wire import COUNTERS, DeviceKind, Severity
 from edge.modbus.link import DeviceUnreachable
 from edge.modbus.profiles import Profile
@@ -131,7 +132,9 @@ def _name(device: Device) -> str:
 class HealthMonitor:
     """Turns what the agent sees into health events."""
 
-    def __init__(self) -> None:
+    def __init__(self, location: Location | None = None) -> None:
+        # Where the school is, to tell night from day; None: by the last reading only.
+        self.location = location
         self.conditions = Conditions()
         self._counters: dict[tuple[str, str], float] = {}
         self._last_power: dict[str, float | None] = {}
@@ -168,15 +171,18 @@ class HealthMonitor:
     ) -> NewEvent | None:
         problem = None
         if isinstance(outcome, DeviceUnreachable):
-            # An inverter that stopped answering after producing nothing has most likely gone to sleep.
+            # An inverter that stopped answering after producing nothing, or at night, has most likely gone to
+            # sleep (many switch their communication off with the panels). The night counts on its own for an
+            # agent that starts after dark and has no reading yet.
             last_power = self._last_power.get(device.id)
             produced_nothing = device.id in self._last_power and (last_power is None or last_power <= 0)
-            if device.kind is DeviceKind.PV_INVERTER and produced_nothing:
+            night = self.location is not None and is_night(ts_ms / 1000, self.location.lat, self.location.lon)
+            if device.kind is DeviceKind.PV_INVERTER and (produced_nothing or night):
+                why = "Jest noc" if night else "Przy ostatnim odczycie nie produkował prądu"
                 problem = Problem(
                     Severity.INFO,
-                    f"Falownik „{device.id}” nie odpowiada. Przy ostatnim odczycie nie produkował prądu, "
-                    "więc najpewniej jest uśpiony na noc. Jeśli nie odezwie się za dnia, sprawdź jego "
-                    "zasilanie.",
+                    f"Falownik „{device.id}” nie odpowiada. {why}, więc najpewniej jest uśpiony na noc. "
+                    "Jeśli nie odezwie się za dnia, sprawdź jego zasilanie.",
                     {"error": str(outcome)},
                 )
             else:

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from common.sun import DECLINATION_RAD, EQUATION_OF_TIME, EQUATION_OF_TIME_MIN_PER_UNIT, spencer_series
+
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
 
@@ -194,21 +196,9 @@ def solar_position(epoch_s: ArrayLike, latitude_deg: float, longitude_deg: float
     """
     seconds = np.asarray(epoch_s, dtype=np.float64)
     gamma = day_angle_rad(seconds)
-    declination = (
-        0.006918
-        - 0.399912 * np.cos(gamma)
-        + 0.070257 * np.sin(gamma)
-        - 0.006758 * np.cos(2 * gamma)
-        + 0.000907 * np.sin(2 * gamma)
-        - 0.002697 * np.cos(3 * gamma)
-        + 0.00148 * np.sin(3 * gamma)
-    )
-    equation_of_time_min = 229.18 * (
-        0.000075
-        + 0.001868 * np.cos(gamma)
-        - 0.032077 * np.sin(gamma)
-        - 0.014615 * np.cos(2 * gamma)
-        - 0.040849 * np.sin(2 * gamma)
+    declination = spencer_series(gamma, DECLINATION_RAD, np.cos, np.sin)
+    equation_of_time_min = EQUATION_OF_TIME_MIN_PER_UNIT * spencer_series(
+        gamma, EQUATION_OF_TIME, np.cos, np.sin
     )
     utc_minutes = np.mod(seconds, SECONDS_PER_DAY) / 60.0
     true_solar_minutes = utc_minutes + equation_of_time_min + 4.0 * longitude_deg

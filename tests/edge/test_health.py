@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.sites import Device, TcpTransport
+from common.clock import parse_iso_ms
+from common.sites import Device, Location, TcpTransport
 from common.wire import DeviceKind, HealthEvent, Severity
 from edge.health import HealthMonitor
 from edge.modbus.link import DeviceUnreachable
@@ -71,6 +72,31 @@ def test_an_inverter_that_went_quiet_after_producing_nothing_is_asleep(
     polls = run(HealthMonitor(), inverter_profile, good(power_w=night_power_w), lost, lost)  # type: ignore[arg-type]
     assert polls[2][0].severity is Severity.INFO
     assert "uśpiony na noc" in polls[2][0].message_pl
+
+
+@pytest.mark.parametrize(
+    ("moment", "asleep"),
+    [
+        ("2026-12-21T06:15:00Z", True),  # before sunrise in Zduńska Wola (about 06:40 UTC)
+        ("2026-12-21T11:00:00Z", False),
+        ("2026-12-21T15:15:00Z", True),
+        ("2026-06-21T01:30:00Z", True),
+        ("2026-06-21T03:30:00Z", False),
+    ],
+)
+def test_an_agent_started_at_night_takes_a_silent_inverter_for_asleep_and_a_silent_meter_for_broken(
+    inverter_profile: Profile, moment: str, asleep: bool
+) -> None:
+    """No reading yet (the agent has just started): only the sun at the school tells night from day."""
+    lost = DeviceUnreachable("timeout")
+    monitor = HealthMonitor(Location(lat=51.5928, lon=18.9452))
+    at_ms = parse_iso_ms(moment)
+    inverter = [monitor.device_polled(INVERTER, inverter_profile, at_ms + i, lost) for i in range(2)][1]
+    meter_profile = load_profile(PROFILES_DIR, "eastron-sdm630")
+    meter = [monitor.device_polled(METER, meter_profile, at_ms + i, lost) for i in range(2)][1]
+    assert inverter[0].severity is (Severity.INFO if asleep else Severity.CRITICAL)
+    assert ("Jest noc" in inverter[0].message_pl) is asleep
+    assert meter[0].severity is Severity.CRITICAL, "a meter answers at any hour"
 
 
 def test_an_alarm_from_the_profile_is_raised_at_once_with_its_message(inverter_profile: Profile) -> None:

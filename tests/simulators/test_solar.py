@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.clock import parse_iso_ms
+from common.sun import sun_elevation_deg
 from simulators import solar
 from simulators.weather import clearness_factor, temp_air_c
 
@@ -34,6 +35,20 @@ def test_the_sun_rises_in_the_east_and_sets_in_the_west() -> None:
     assert 60 < float(morning.azimuth_deg) < 120
     assert 240 < float(evening.azimuth_deg) < 300
     assert float(solar.solar_position(epoch_s("2026-03-20T23:00:00Z"), LAT, LON).zenith_deg) > 90
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(1.5e9, 4.1e9),
+    st.floats(-66.0, 66.0),
+    st.floats(-180.0, 180.0),
+)
+def test_the_edge_s_plain_python_sun_is_the_same_as_the_simulators(
+    epoch: float, latitude: float, longitude: float
+) -> None:
+    elevation = sun_elevation_deg(epoch, latitude, longitude)
+    zenith = float(solar.solar_position(epoch, latitude, longitude).zenith_deg)
+    assert elevation == pytest.approx(90.0 - zenith, abs=1e-9)
 
 
 def test_day_angle_runs_over_the_year() -> None:
