@@ -157,6 +157,13 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
+# The code of the first event from a new outbox file (a first start, a new SD card, a deleted outbox). Its
+# agent knows nothing of the conditions raised before, so it could never clear them: the cloud clears every
+# condition of the school raised before this event, and the agent raises again, within two polls, what still
+# holds.
+OUTBOX_CREATED = "outbox_created"
+
+
 class HealthEvent(_Strict):
     """A change in a school's health, on its events topic: a condition raised (``active``) or cleared.
 

@@ -139,8 +139,11 @@ class EdgeAgent:
         self.bridges = bridges_of(self.pollers)
         self.health = HealthMonitor(self.site.location)
         self.certificate_not_after_ms = self._certificate_not_after_ms()
+        now_ms = self.clock.now_ms()
+        if self.outbox.created:
+            self.outbox.append_events([self.health.outbox_created(now_ms)])
         devices = {device.id for device in self.site.devices}
-        gone = self.health.restore(self.outbox.raised_conditions(), devices, self.clock.now_ms())
+        gone = self.health.restore(self.outbox.raised_conditions(), devices, now_ms)
         if gone:
             self.outbox.append_events(gone)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from common.sites import Device, Location
 from common.sun import is_night
-from common.wire import COUNTERS, DeviceKind, Severity
+from common.wire import COUNTERS, OUTBOX_CREATED, DeviceKind, Severity
 from edge.modbus.link import DeviceUnreachable
 from edge.modbus.profiles import Profile
 from edge.outbox import DAY_MS, Dropped, NewEvent
@@ -138,6 +138,19 @@ class HealthMonitor:
         self.conditions = Conditions()
         self._counters: dict[tuple[str, str], float] = {}
         self._last_power: dict[str, float | None] = {}
+
+    def outbox_created(self, ts_ms: int) -> NewEvent:
+        """The first event of a new outbox file, which tells the cloud to clear what was raised before it
+        (`common.wire.OUTBOX_CREATED`)."""
+        return NewEvent(
+            None,
+            OUTBOX_CREATED,
+            Severity.INFO,
+            False,
+            ts_ms,
+            "Agent szkoły zaczął pracę z nowym buforem odczytów (pierwsze uruchomienie albo nowa karta "
+            "pamięci). Wcześniejsze zgłoszenia zamknięto; to, co nadal trwa, agent zgłosi ponownie.",
+        )
 
     def restore(self, raised: Sequence[NewEvent], devices: Collection[str], ts_ms: int) -> list[NewEvent]:
         """Take back the conditions an earlier run raised and did not clear (the outbox keeps them), so that

@@ -136,6 +136,8 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        # A new file: no stream yet, and nothing known of the conditions raised before it.
+        self.created = self._meta("stream") is None
         self.stream = self._stream_id()
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
 

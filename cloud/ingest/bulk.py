@@ -407,6 +407,18 @@ class Bulk:
             ],
         )
 
+    def clear_conditions_before(self, school: str, ts_ms: int, message_pl: str) -> None:
+        """Clear the conditions of a school raised before ``ts_ms``, as of ``ts_ms``: an event older than that
+        arriving later changes nothing."""
+        sql = (
+            "UPDATE event_states SET active = ?, since_ms = ?, ts_ms = ?, message_pl = ? "
+            "WHERE school_id = ? AND active = ? AND ts_ms < ?"
+        )
+        self.connection.exec_driver_sql(
+            sql.replace("?", "%s") if self.postgres else sql,
+            (False, ts_ms, ts_ms, message_pl, school, True, ts_ms),
+        )
+
 
 def _arrays(rows: Sequence[Row], types: Sequence[str]) -> list[str]:
     """Rows turned into one array literal per column, of the columns' PostgreSQL types."""

@@ -31,13 +31,18 @@ from cloud.ingest.triage import Accepted, Message, Refusal, Triage, triage
 from cloud.timeseries import lines as tsl
 from cloud.timeseries.outbox import DEFAULT_BATCH_LINES, spool
 from common.clock import Clock, iso_from_ms
-from common.wire import COUNTERS
+from common.wire import COUNTERS, OUTBOX_CREATED
 
 __all__ = ["Message", "StoreReport", "TelemetryStore", "known_school_ids", "load_register"]
 
 logger = logging.getLogger(__name__)
 
 _COUNTERS = {kind.value: names for kind, names in COUNTERS.items()}
+# What a condition cleared by its school's new outbox says (what the caretaker and the city read).
+CLEARED_BY_NEW_OUTBOX_PL = (
+    "Zamknięte: agent szkoły zaczął pracę z nowym buforem odczytów i nie wie o wcześniejszych zgłoszeniach; "
+    "jeśli problem trwa, zgłosi go ponownie."
+)
 
 
 def known_school_ids(engine: Engine) -> set[str]:
@@ -259,6 +264,8 @@ def _store_events(bulk: Bulk, sorted_out: Triage, report: StoreReport) -> None:
             for e in new
         ]
     )
+    for created in (e for e in new if e.code == OUTBOX_CREATED):
+        bulk.clear_conditions_before(created.school, created.ts_ms, CLEARED_BY_NEW_OUTBOX_PL)
 
 
 def _dead_letter_rows(refusals: Sequence[Refusal]) -> list[tuple[object, ...]]:

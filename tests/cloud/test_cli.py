@@ -4,6 +4,7 @@ a real broker, and stop cleanly on SIGTERM."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -132,4 +133,5 @@ def test_the_ingest_stores_what_is_published_and_stops_on_sigterm(
         wait_until(lambda: stored() == 1, what="the sample stored")
         output = stop_cleanly(process, log)
     assert "SIGTERM received: stopping" in output
-    assert "stopped: 1 messages, 1 samples stored" in output
+    # Counted by samples: the shared test broker may still hold other tests' retained status messages.
+    assert re.search(r"stopped: \d+ messages, 1 samples stored", output), output

@@ -213,7 +213,7 @@ def test_every_event_fits_the_wire_contract(inverter_profile: Profile) -> None:
     events = [e for poll in run(monitor, inverter_profile, good(), lost, lost) for e in poll]
     events += monitor.device_polled(METER, load_profile(PROFILES_DIR, "eastron-sdm630"), 0, good())
     events += monitor.clock_checked(0, -45_000) + monitor.outbox_checked(0, Dropped(3, 0, 5, 3), 1.0)
-    events += monitor.certificate_checked(0, 86_400_000)
+    events += [*monitor.certificate_checked(0, 86_400_000), monitor.outbox_created(0)]
     assert events
     for seq, event in enumerate(events, start=1):
         HealthEvent(

@@ -50,7 +50,13 @@ def test_rows_stay_until_acknowledged_and_ids_are_never_reused(tmp_path: Path) -
 
 
 def test_a_new_file_is_a_new_stream(tmp_path: Path) -> None:
-    assert Outbox(tmp_path / "a.db").stream != Outbox(tmp_path / "b.db").stream
+    first = Outbox(tmp_path / "a.db")
+    assert first.stream != Outbox(tmp_path / "b.db").stream
+    assert first.created
+    first.close()
+    reopened = Outbox(tmp_path / "a.db")
+    assert (reopened.stream, reopened.created) == (first.stream, False)
+    reopened.close()
 
 
 def test_pending_pages_by_row_id(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ import pytest
 
 from cloud.ingest import stats
 from cloud.ingest.bulk import Bulk
-from cloud.ingest.store import Message, StoreOptions, StoreReport, TelemetryStore
+from cloud.ingest.store import CLEARED_BY_NEW_OUTBOX_PL, Message, StoreOptions, StoreReport, TelemetryStore
 from common.wire import (
     MAX_PAYLOAD_BYTES,
+    OUTBOX_CREATED,
     Channel,
     DeviceKind,
     HealthEvent,
@@ -30,12 +31,21 @@ from tests.ingest.load import SchoolStream
 Q = 15 * 60 * 1000
 
 
-def event(school: str, seq: int, ts_ms: int, active: bool, code: str = "device_unreachable") -> Message:
+def event(
+    school: str,
+    seq: int,
+    ts_ms: int,
+    active: bool,
+    code: str = "device_unreachable",
+    *,
+    stream: str = "e0e0e0e0",
+    device: str | None = "meter",
+) -> Message:
     payload = HealthEvent(
         school=school,
-        stream="e0e0e0e0",
+        stream=stream,
         seq=seq,
-        device="meter",
+        device=device,
         code=code,
         severity=Severity.WARNING,
         active=active,
@@ -73,6 +83,34 @@ def test_events_are_stored_once_and_the_newest_decides_a_conditions_state(ingest
     again = store.store([event(school, 4, NOW_MS - 10_000, active=False)])
     assert (again.events_stored, again.event_duplicates) == (0, 1)
     assert ingest_db.scalar("SELECT COUNT(*) FROM events WHERE school_id = :s", s=school) == 4
+
+
+def test_a_new_outbox_clears_what_its_school_raised_before_it(ingest_db: IngestDb) -> None:
+    """A school's agent with a new outbox (a new SD card) cannot clear what the old one raised: its first
+    event clears them in the cloud; what it raises itself afterwards, and other schools' conditions, stay."""
+    school, other = ingest_db.school_ids[:2]
+    store = ingest_db.store()
+    store.store([event(school, 1, NOW_MS - 60_000, True), event(other, 1, NOW_MS - 60_000, True)])
+    new = "f1f1f1f1"
+    store.store(
+        [
+            event(school, 1, NOW_MS - 30_000, False, OUTBOX_CREATED, stream=new, device=None),
+            event(school, 2, NOW_MS - 20_000, True, "clock_jump", stream=new, device=None),
+        ]
+    )
+    # The old card's last events, arriving late, change nothing.
+    store.store([event(school, 2, NOW_MS - 45_000, True)])
+    states = ingest_db.rows(
+        "SELECT school_id, device_id, code, active, since_ms, message_pl FROM event_states"
+    )
+    by_key = {(row[0], row[1] or None, row[2]): (bool(row[3]), row[4], row[5]) for row in states}
+    assert by_key[(school, "meter", "device_unreachable")] == (
+        False,
+        NOW_MS - 30_000,
+        CLEARED_BY_NEW_OUTBOX_PL,
+    )
+    assert by_key[(school, None, "clock_jump")][:2] == (True, NOW_MS - 20_000)
+    assert by_key[(other, "meter", "device_unreachable")][:2] == (True, NOW_MS - 60_000)
 
 
 def test_an_event_of_another_school_than_its_topic_is_a_dead_letter(ingest_db: IngestDb) -> None:
