@@ -26,11 +26,15 @@ install -d -m 0755 /etc/lokalnie
 install -d -m 0750 -o lokalnie -g lokalnie /var/lib/lokalnie
 
 install -m 0644 /opt/lokalnie/firmware-config/pi/lokalnie-edge.service /etc/systemd/system/lokalnie-edge.service
+# Start the agent only once the clock is synchronised, waiting at most five minutes (see the drop-in).
+install -d /etc/systemd/system/systemd-time-wait-sync.service.d
+install -m 0644 /opt/lokalnie/firmware-config/pi/systemd-time-wait-sync.service.d/lokalnie.conf \
+  /etc/systemd/system/systemd-time-wait-sync.service.d/lokalnie.conf
 install -d /etc/systemd/journald.conf.d
 install -m 0644 /opt/lokalnie/firmware-config/pi/journald.conf.d/lokalnie.conf /etc/systemd/journald.conf.d/lokalnie.conf
 systemctl restart systemd-journald
 systemctl daemon-reload
-systemctl enable lokalnie-edge.service >/dev/null
+systemctl enable systemd-time-wait-sync.service lokalnie-edge.service >/dev/null
 
 echo "Installed. Next: /etc/lokalnie/<school>.yaml and agent.env; the city's edge.env and ca.crt; then"
 echo "  sudo -u lokalnie /opt/lokalnie/venv/bin/python -m edge check --site /etc/lokalnie/<school>.yaml"

@@ -1,6 +1,6 @@
-"""The Raspberry Pi's install files: the unit restarts the agent as an unprivileged user, systemd itself
-accepts it and rates its exposure OK, every setting of the agent's environment file is one the agent reads,
-the journal is bounded, and the install script parses."""
+"""The Raspberry Pi's install files: the unit restarts the agent as an unprivileged user and waits for the
+clock at boot, systemd itself accepts it and rates its exposure OK, every setting of the agent's environment
+file is one the agent reads, the journal is bounded, and the install script parses."""
 
 from __future__ import annotations
 
@@ -19,11 +19,22 @@ from tests.conftest import REPO
 PI = REPO / "firmware-config" / "pi"
 
 
-def unit() -> configparser.ConfigParser:
+def unit(path: Path = PI / "lokalnie-edge.service") -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string((PI / "lokalnie-edge.service").read_text())
+    parser.read_string(path.read_text())
     return parser
+
+
+def test_the_agent_waits_for_the_clock_at_boot_but_not_for_ever() -> None:
+    """A Pi has no battery clock: the agent starts once the kernel's clock is synchronised (time-sync.target,
+    held back by systemd-time-wait-sync, which install.sh enables), or after five minutes without internet."""
+    assert "time-sync.target" in unit()["Unit"]["After"].split()
+    drop_in = PI / "systemd-time-wait-sync.service.d" / "lokalnie.conf"
+    assert unit(drop_in)["Service"]["TimeoutStartSec"] == "300"
+    script = (PI / "install.sh").read_text()
+    assert "systemctl enable systemd-time-wait-sync.service" in script
+    assert "/etc/systemd/system/systemd-time-wait-sync.service.d/lokalnie.conf" in script
 
 
 def test_the_unit_restarts_an_unprivileged_agent() -> None:
