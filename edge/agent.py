@@ -41,6 +41,9 @@ CLOCK_JUMP_TOLERANCE_MS = 30_000
 MAX_SLEEP_S = 5.0
 # How often the client certificate's expiry is compared with the clock [ms].
 CERTIFICATE_CHECK_MS = 3_600_000
+# How long readings wait for the clock to be synchronised before they go out with the time it shows [ms]:
+# a day of readings is held at most, and a school whose NTP is blocked still delivers.
+MAX_HOLD_MS = 24 * 3_600_000
 
 Endpoint = tuple[str, int] | str
 
@@ -130,14 +133,20 @@ class EdgeAgent:
     # Monotonic time on the clock's scale [ms]; None disables the clock-jump check. Default: from the clock.
     reference_ms: Callable[[], float] | None = None
     publisher: Publisher | None = None
+    # Whether the system clock is synchronised yet (`edge.clock_sync`): until it is, samples are held and
+    # stamped at synchronisation from the monotonic clock of ``boot``. None: the clock is always trusted.
+    clock_synchronized: Callable[[], bool] | None = None
+    boot: str = ""
     _last_check: tuple[int, float] | None = None
     _certificate_checked_ms: int | None = None
+    _unsynchronized_since: float | None = None
 
     def __post_init__(self) -> None:
         if self.reference_ms is None:
             self.reference_ms = monotonic_reference(self.clock)
         self.bridges = bridges_of(self.pollers)
         self.health = HealthMonitor(self.site.location)
+        self._holding = self.outbox.count_held() > 0
         self.certificate_not_after_ms = self._certificate_not_after_ms()
         now_ms = self.clock.now_ms()
         if self.outbox.created:
@@ -197,8 +206,9 @@ class EdgeAgent:
             next_ms += period_ms
             now_ms = self.clock.now_ms()
             if next_ms < now_ms:
-                # The moments already past are skipped, not polled in a burst.
-                caught_up = _next_moment(now_ms, period_ms)
+                # The moments already past are skipped, not polled in a burst; so is now, which the poll just
+                # covered (after the clock jumped ahead onto a moment of the grid, it would be polled twice).
+                caught_up = _next_moment(now_ms + 1, period_ms)
                 log.warning(
                     "school %s: polling %s fell behind; skipping %d poll moments",
                     self.site.id,
@@ -233,8 +243,8 @@ class EdgeAgent:
             events += self.health.device_polled(device, poller.profile, ts_ms, outcome)
             if isinstance(outcome, PollResult) and outcome.values is not None:
                 samples.append(NewSample(device.id, device.kind.value, ts_ms, outcome.values))
-        ids = self.outbox.append(samples) if samples else []
-        events += self._check_outbox(now_ms)
+        ids, clock_events = self._commit(samples, now_ms)
+        events += clock_events + self._check_outbox(now_ms)
         if events:
             self.outbox.append_events(events)
             for event in events:
@@ -254,6 +264,47 @@ class EdgeAgent:
             except DeviceUnreachable as error:
                 outcomes.append((poller, ts_ms, error))
         return outcomes
+
+    def _commit(self, samples: list[NewSample], now_ms: int) -> tuple[list[int], list[NewEvent]]:
+        """Append a poll's samples to the outbox; while the clock is not synchronised, hold them (at most
+        `MAX_HOLD_MS`), and once it is, stamp the held ones from the monotonic clock and append them first.
+        Returns the appended samples' row ids and the clock's health events."""
+        if self.clock_synchronized is None or self.reference_ms is None:
+            return self._append(samples), []
+        monotonic_ms = self.reference_ms()
+        clock_minus_monotonic_ms = now_ms - monotonic_ms
+        if self.clock_synchronized():
+            self._unsynchronized_since = None
+            self._release(clock_minus_monotonic_ms)
+            return self._append(samples), self.health.clock_sync_checked(now_ms, None)
+        if self._unsynchronized_since is None:
+            self._unsynchronized_since = monotonic_ms
+        waited_ms = monotonic_ms - self._unsynchronized_since
+        events = self.health.clock_sync_checked(now_ms, waited_ms)
+        if waited_ms < MAX_HOLD_MS:
+            if samples:
+                self.outbox.hold(samples, clock_minus_monotonic_ms, self.boot)
+                self._holding = True
+            return [], events
+        self._release(None)
+        return self._append(samples), events
+
+    def _append(self, samples: list[NewSample]) -> list[int]:
+        return self.outbox.append(samples) if samples else []
+
+    def _release(self, clock_minus_monotonic_ms: float | None) -> None:
+        if not self._holding:
+            return
+        restamped, kept = self.outbox.release_held(clock_minus_monotonic_ms, self.boot)
+        self._holding = False
+        log.warning(
+            "school %s: released %d samples held for the clock: %d stamped from the monotonic clock, %d with "
+            "the time the clock showed",
+            self.site.id,
+            restamped + kept,
+            restamped,
+            kept,
+        )
 
     def _check_outbox(self, now_ms: int) -> list[NewEvent]:
         dropped = self.outbox.enforce_limits(now_ms)

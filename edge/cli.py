@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from common.broker import DEFAULT_BROKER_URL, parse_broker_url
-from common.clock import clock_from_env
+from common.clock import SystemClock, clock_from_env
 from common.config import ConfigError
 from common.lifecycle import run_until_signalled
 from common.logs import setup_logging
@@ -97,6 +97,14 @@ def run(
             envvar="LOKALNIE_BACKFILL_DELAY_MAX_S", min=0, help="Random delay before a replay, up to [s]."
         ),
     ] = 300,
+    hold_until_clock_sync: Annotated[
+        bool,
+        typer.Option(
+            envvar="LOKALNIE_HOLD_UNTIL_CLOCK_SYNC",
+            help="Hold readings while the kernel says the clock is not synchronised (a Pi without a "
+            "battery clock), and stamp them when it is. The real clock only.",
+        ),
+    ] = False,
     profiles: ProfilesOption = None,
 ) -> None:
     """Run the agent of one school until SIGINT or SIGTERM. The clock comes from LOKALNIE_CLOCK."""
@@ -107,6 +115,7 @@ def run(
         _check_tls_files(ca_file, cert_file, key_file)
         clock = clock_from_env()
         from edge.agent import EdgeAgent, build_pollers
+        from edge.clock_sync import boot_id, kernel_clock_synchronized
         from edge.outbox import Outbox, OutboxLimits
         from edge.publisher import PublisherSettings
 
@@ -119,7 +128,18 @@ def run(
     settings = PublisherSettings(
         backfill_samples_per_s=backfill_rate, backfill_delay_max_s=backfill_delay_max
     )
-    agent = EdgeAgent(school, pollers, box, broker, clock, publisher_settings=settings)
+    # Only the real clock: a simulated one (demos, tests) is right by construction.
+    holding = hold_until_clock_sync and isinstance(clock, SystemClock)
+    agent = EdgeAgent(
+        school,
+        pollers,
+        box,
+        broker,
+        clock,
+        publisher_settings=settings,
+        clock_synchronized=kernel_clock_synchronized if holding else None,
+        boot=boot_id() if holding else "",
+    )
     try:
         asyncio.run(run_until_signalled(agent.run))
     finally:

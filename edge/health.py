@@ -38,6 +38,8 @@ FULL_FRACTION = 0.9
 # How long before the school's client certificate expires the city is told: as for the broker's certificate
 # (deploy/monitoring/alerts.yaml), a month leaves time to issue a new one and install it at the school.
 CERTIFICATE_WARNING_DAYS = 30
+# A clock not synchronised this long after the agent started (or lost it) is more than a slow NTP [ms].
+CLOCK_UNSYNCHRONIZED_AFTER_MS = 10 * 60_000
 
 KIND_PL = {DeviceKind.PV_INVERTER: "falownik", DeviceKind.GRID_METER: "licznik energii"}
 COUNTER_PL = {"energy_wh": "produkcji", "import_wh": "poboru z sieci", "export_wh": "oddawania do sieci"}
@@ -420,5 +422,30 @@ class HealthMonitor:
             # Read from the file, not measured: one look is certain, nothing flaps.
             clear_after=1,
             cleared_pl=lambda: f"Certyfikat komputera szkoły został wymieniony; jest ważny do {until} r.",
+        )
+        return [event] if event else []
+
+    def clock_sync_checked(self, ts_ms: int, unsynchronized_for_ms: float | None) -> list[NewEvent]:
+        """The events of one look at whether the clock is synchronised (None: it is; else for how long it has
+        not been, on the monotonic clock)."""
+        minutes = round((unsynchronized_for_ms or 0) / 60_000)
+        event = self.conditions.observe(
+            None,
+            "clock_unsynchronized",
+            ts_ms,
+            Problem(
+                Severity.WARNING,
+                f"Zegar komputera w szkole od {minutes} min nie jest zsynchronizowany z internetem (brak "
+                "internetu albo zablokowany serwer czasu NTP). Odczyty czekają na tym komputerze i dostaną "
+                "właściwą godzinę po synchronizacji; po dobie zostaną wysłane z godziną, którą pokazuje "
+                "zegar.",
+                {"minutes": minutes},
+            )
+            if unsynchronized_for_ms is not None and unsynchronized_for_ms >= CLOCK_UNSYNCHRONIZED_AFTER_MS
+            else None,
+            clear_after=1,
+            cleared_pl=lambda: (
+                "Zegar komputera w szkole jest zsynchronizowany; wstrzymane odczyty mają właściwą godzinę."
+            ),
         )
         return [event] if event else []

@@ -46,6 +46,17 @@ CREATE TABLE IF NOT EXISTS events (
     message_pl TEXT NOT NULL,
     details_json TEXT NOT NULL
 );
+-- Samples taken while the clock was not synchronised, not yet published: each with how far the clock stood
+-- from the monotonic clock when it was taken, and the boot that monotonic clock counts from.
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    values_json TEXT NOT NULL,
+    clock_minus_monotonic_ms REAL NOT NULL,
+    boot TEXT NOT NULL
+);
 -- The conditions raised and not yet cleared, each as the event that raised it ('' for the agent's own), kept
 -- in step with the events: a restarted agent still knows them, and clears them when they are over.
 CREATE TABLE IF NOT EXISTS conditions (
@@ -196,6 +207,52 @@ class Outbox:
         """The highest row id ever given to a sample in this file (0 before the first)."""
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         return 0 if row is None else int(row[0])
+
+    # Samples held while the clock cannot be trusted.
+
+    def hold(self, samples: Sequence[NewSample], clock_minus_monotonic_ms: float, boot: str) -> None:
+        """Commit samples taken while the clock is not synchronised, with how far the clock stood from the
+        monotonic clock of ``boot``; they are published only once `release_held` has stamped them."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO held (device, kind, ts_ms, values_json, clock_minus_monotonic_ms, boot) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        s.device,
+                        s.kind,
+                        s.ts_ms,
+                        json.dumps(s.values, allow_nan=False),
+                        clock_minus_monotonic_ms,
+                        boot,
+                    )
+                    for s in samples
+                ],
+            )
+
+    def count_held(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM held").fetchone()[0])
+
+    def release_held(self, clock_minus_monotonic_ms: float | None, boot: str) -> tuple[int, int]:
+        """Move the held samples into the outbox, oldest first, in one transaction. Those of ``boot`` are
+        stamped at their monotonic time on the synchronised clock (``clock_minus_monotonic_ms`` now); those
+        of another boot, whose monotonic clock is gone, or all when it is None, keep the time they were taken
+        at. Returns how many were re-stamped and how many kept their time."""
+        rows = self._db.execute(
+            "SELECT device, kind, ts_ms, values_json, clock_minus_monotonic_ms, boot FROM held ORDER BY id"
+        ).fetchall()
+        restamped = 0
+        with self._transaction():
+            for device, kind, ts_ms, values_json, then_ms, taken_in in rows:
+                if clock_minus_monotonic_ms is not None and taken_in == boot:
+                    ts_ms = round(ts_ms - then_ms + clock_minus_monotonic_ms)
+                    restamped += 1
+                self._db.execute(
+                    "INSERT INTO outbox (device, kind, ts_ms, values_json) VALUES (?, ?, ?, ?)",
+                    (device, kind, ts_ms, values_json),
+                )
+            self._db.execute("DELETE FROM held")
+        return restamped, len(rows) - restamped
 
     # Events.
 
@@ -377,6 +434,7 @@ class Outbox:
             "bytes": self.used_bytes(),
             "oldest_ts_ms": oldest,
             "dropped_samples": self.dropped_total(),
+            "held_samples": self.count_held(),
         }
 
     def close(self) -> None:
