@@ -9,6 +9,9 @@ have not cleared are kept beside them, so that an agent restarted in the middle 
 when it is over. ``stream`` names this outbox file;
 a new file (a new SD card) starts a new stream, so the cloud never mistakes new sequence numbers for old ones.
 
+Samples taken before the clock was synchronised wait in a table of their own (`hold`) until `release_held`
+stamps them and moves them here: only what is in the outbox proper is ever published.
+
 The outbox is bounded in bytes and in days. When a bound is passed, the oldest samples go first; what was
 dropped is counted (in the file, so the count survives restarts) and returned to the caller, which raises a
 health event: nothing is ever dropped silently.
