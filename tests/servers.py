@@ -173,6 +173,34 @@ def _as_postgres_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
+def init_cluster(data: Path, prefix: list[str]) -> None:
+    """A new PostgreSQL cluster in ``data`` (its parent must exist and belong to the user ``prefix`` runs as),
+    with the superuser ``lokalnie`` (password ``lokalnie``, scram-sha-256)."""
+    password_file = data.parent / "password"
+    password_file.write_text("lokalnie\n")
+    if prefix:
+        shutil.chown(password_file, "postgres")
+    subprocess.run(
+        [
+            *prefix,
+            require("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "lokalnie",
+            "--pwfile",
+            str(password_file),
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
 @contextlib.contextmanager
 def postgres(log_dir: Path, durable: bool = False) -> Iterator[Postgres]:
     """A real PostgreSQL cluster on loopback with a database and user ``lokalnie`` (password ``lokalnie``).
@@ -190,32 +218,11 @@ def postgres(log_dir: Path, durable: bool = False) -> Iterator[Postgres]:
     directory = Path(tempfile.mkdtemp(prefix="lokalnie-pg-", dir=None if durable else _memory_directory()))
     data = directory / "data"
     prefix = _as_postgres_user()
-    password_file = directory / "password"
-    password_file.write_text("lokalnie\n")
     if prefix:
-        for path in (directory, password_file):
-            shutil.chown(path, "postgres")
+        shutil.chown(directory, "postgres")
     process: subprocess.Popen[bytes] | None = None
     try:
-        subprocess.run(
-            [
-                *prefix,
-                require("initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "lokalnie",
-                "--pwfile",
-                str(password_file),
-                "-A",
-                "scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        init_cluster(data, prefix)
         port = free_port()
         process = start(
             [

@@ -51,29 +51,7 @@ class RestartablePostgres:
         return f"postgresql+psycopg://lokalnie:lokalnie@127.0.0.1:{self.port}/lokalnie"
 
     def create(self) -> None:
-        password = self.directory / "password"
-        password.write_text("lokalnie\n")
-        if self._prefix:
-            shutil.chown(password, "postgres")
-        subprocess.run(
-            [
-                *self._prefix,
-                servers.require("initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                "lokalnie",
-                "--pwfile",
-                str(password),
-                "-A",
-                "scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        servers.init_cluster(self.data, self._prefix)
         self.start()
         servers._create_database(self.port)
 
