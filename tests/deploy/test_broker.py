@@ -308,11 +308,13 @@ def test_a_school_s_agent_with_a_client_certificate_reports_it_expiring(
         watcher.subscribe(events)
         watcher.subscribe(telemetry)
         asyncio.run(run_agent(ManualClock(time.time_ns() // 10**10 * 10**4)))
-        arrived = watcher.receive(10.0, count=2)
-    by_topic = {message.topic: message.payload for message in arrived}
-    assert set(by_topic) == {events, telemetry}
-    event = decode_event(by_topic[events])
-    assert (event.code, event.active, event.severity) == ("client_certificate_expiring", True, "warning")
+        # The new outbox's first event, the certificate's, and the first poll's sample.
+        arrived = watcher.receive(10.0, count=3)
+    assert sorted(message.topic for message in arrived) == [events, events, telemetry]
+    sent = [decode_event(message.payload) for message in arrived if message.topic == events]
+    assert [event.code for event in sent] == ["outbox_created", "client_certificate_expiring"]
+    event = sent[1]
+    assert (event.active, event.severity) == (True, "warning")
     assert 9.9 < float(event.details["days_left"] or 0) <= 10.0 and "wygasa" in event.message_pl
 
 
