@@ -35,7 +35,7 @@ from tests.cloud.conftest import write_sites
 from tests.conftest import PROFILES_DIR
 from tests.deploy.conftest import Broker, password_of
 from tests.deploy.mqtt import CONNECTED, SETTLE_S, Client, connected, try_connect
-from tests.edge.conftest import device, school, wait_until
+from tests.edge.conftest import device, running, school, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -290,19 +290,13 @@ def test_a_school_s_agent_with_a_client_certificate_reports_it_expiring(
         async with SiteSimulator(site, clock):
             box = Outbox(tmp_path / "outbox.db")
             agent = EdgeAgent(site, build_pollers(site, PROFILES_DIR), box, address, clock)
-            stop = asyncio.Event()
-            running = asyncio.create_task(agent.run(stop))
 
             def sent() -> bool:
                 return agent.last_poll_ms > 0 and box.count() == 0 and box.count_events() == 0
 
-            try:
+            async with running(agent):
                 await clock.advance_to(clock.now_ms() + site.poll_period_s * 1000)
                 await wait_until(sent, 15, "the first poll's sample and event to be acknowledged")
-            finally:
-                stop.set()
-                await running
-                box.close()
 
     with connected(broker.tls_port, **ingest(broker)) as watcher:
         watcher.subscribe(events)

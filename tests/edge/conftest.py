@@ -7,7 +7,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from common.wire import (
     decode_event,
     school_topic,
 )
+from edge.agent import EdgeAgent
 from lokalnie.ports import free_port
 from simulators.server import SiteSimulator
 from tests.conftest import SITES_DIR
@@ -144,6 +145,20 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str)
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def running(agent: EdgeAgent) -> AsyncIterator[EdgeAgent]:
+    """The agent polling and publishing until the block ends; then stopped (it says offline) and its outbox
+    closed."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        yield agent
+    finally:
+        stop.set()
+        await task
+        agent.outbox.close()
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from edge.publisher import PublisherSettings
 from simulators.server import SiteSimulator
 from tests import servers
 from tests.conftest import PROFILES_DIR
-from tests.edge.conftest import NOON_MS, Collector, device, school, wait_until
+from tests.edge.conftest import NOON_MS, Collector, device, running, school, wait_until
 from tests.edge.test_fault_events import SettableClock
 
 PERIOD_MS = 10_000
@@ -93,9 +93,7 @@ def test_readings_before_the_clock_is_set_reach_the_broker_at_the_moments_they_w
                 clock_synchronized=lambda: synchronized[0],
                 boot="boot-1",
             )
-            stop = asyncio.Event()
-            running = asyncio.create_task(agent.run(stop))
-            try:
+            async with running(agent):
                 moment = clock.now_ms()
                 for _ in range(3):
                     moment += PERIOD_MS
@@ -110,10 +108,6 @@ def test_readings_before_the_clock_is_set_reach_the_broker_at_the_moments_they_w
                 await clock.set_to(moment)
                 await wait_until(lambda: len(collector.seqs()) >= 4, 10, "the four samples on the broker")
                 return held_at, [moment]
-            finally:
-                stop.set()
-                await running
-                box.close()
 
     collector = Collector(broker.url, site.id, client_id=f"clock-hold-{tmp_path.name}")
     try:

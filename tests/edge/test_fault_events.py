@@ -28,7 +28,7 @@ from simulators.devices.sunspec_inverter import SunSpecInverter
 from simulators.server import SiteSimulator
 from tests import servers
 from tests.conftest import PROFILES_DIR
-from tests.edge.conftest import NOON_MS, Collector, device, school, wait_for, wait_until
+from tests.edge.conftest import NOON_MS, Collector, device, running, school, wait_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -112,9 +112,7 @@ async def scenario(site: Site, broker: servers.Broker, tmp_path: Path) -> list[t
         )
         rig = Rig(agent, simulator, clock, skew_ms)
         spy(rig)
-        stop = asyncio.Event()
-        running = asyncio.create_task(agent.run(stop))
-        try:
+        async with running(agent):
             await wait_until(
                 lambda: agent.publisher is not None and agent.publisher.connected, 10, "the broker"
             )
@@ -124,10 +122,6 @@ async def scenario(site: Site, broker: servers.Broker, tmp_path: Path) -> list[t
             seen = await faults(rig)
             await wait_until(lambda: agent.outbox.count_events() == 0, 15, "the events to be acknowledged")
             return seen
-        finally:
-            stop.set()
-            await running
-            agent.outbox.close()
 
 
 async def faults(rig: Rig) -> list[tuple[str | None, str, bool]]:
@@ -232,9 +226,7 @@ def test_a_clock_that_jumps_back_is_an_event_and_the_polls_realign(
                 site, build_pollers(site, PROFILES_DIR), box, parse_broker_url(broker.url), clock,
                 reference_ms=lambda: reference[0],
             )  # fmt: skip
-            stop = asyncio.Event()
-            running = asyncio.create_task(agent.run(stop))
-            try:
+            async with running(agent):
                 moment = NOON_MS
                 for step in range(6):
                     # Monotonic time moves a period a step; the clock too, except for one step an hour back.
@@ -243,10 +235,6 @@ def test_a_clock_that_jumps_back_is_an_event_and_the_polls_realign(
                     await clock.set_to(moment)
                     await wait_until(lambda m=moment: agent.last_poll_ms == m, 10, f"a poll at {moment}")
                 await wait_until(lambda: box.count_events() == 0, 10, "the events to be sent")
-            finally:
-                stop.set()
-                await running
-                box.close()
 
     collector = Collector(broker.url, site.id, client_id=f"clock-{tmp_path.name}")
     try:
@@ -278,16 +266,10 @@ def test_a_fault_raised_before_a_restart_is_cleared_by_the_next_run(
         rig = Rig(agent, simulator, clock, [0])
         rig.polls = (clock.now_ms() - NOON_MS) // PERIOD_MS
         spy(rig)
-        stop = asyncio.Event()
-        running = asyncio.create_task(agent.run(stop))
-        try:
+        async with running(agent):
             await act(rig)
             await wait_until(lambda: box.count_events() == 0, 15, "the events to be acknowledged")
             return rig
-        finally:
-            stop.set()
-            await running
-            box.close()
 
     async def scenario() -> tuple[Rig, Rig]:
         clock = ManualClock(NOON_MS)

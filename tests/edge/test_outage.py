@@ -25,7 +25,7 @@ from lokalnie.ports import free_port
 from simulators.server import SiteSimulator
 from tests import servers
 from tests.conftest import PROFILES_DIR
-from tests.edge.conftest import NOON_MS, Collector, device, school, wait_for, wait_until
+from tests.edge.conftest import NOON_MS, Collector, device, running, school, wait_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -130,10 +130,8 @@ async def scenario(site: Site, broker: Broker, tmp_path: Path, collector: Collec
             clock,
             settings,
         )
-        stop = asyncio.Event()
-        running = asyncio.create_task(agent.run(stop))
         publisher = lambda: agent.publisher  # noqa: E731
-        try:
+        async with running(agent):
             await wait_until(lambda: bool(publisher() and publisher().connected), 10, "the broker")  # type: ignore[union-attr]
             for _ in range(5):
                 await poll(agent)
@@ -154,7 +152,3 @@ async def scenario(site: Site, broker: Broker, tmp_path: Path, collector: Collec
                 if step > DAY_POLLS + 2000:
                     raise AssertionError("the backlog never drained")
             return Result(agent.outbox.last_sequence(), outage_from_ms, back_at_ms)
-        finally:
-            stop.set()
-            await running
-            agent.outbox.close()

@@ -23,7 +23,16 @@ from simulators.serial_line import VirtualSerialLine
 from simulators.server import SiteSimulator
 from tests import servers
 from tests.conftest import PROFILES_DIR
-from tests.edge.conftest import NOON_MS, Collector, device, school, simulator_thread, wait_for, wait_until
+from tests.edge.conftest import (
+    NOON_MS,
+    Collector,
+    device,
+    running,
+    school,
+    simulator_thread,
+    wait_for,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 PERIOD_MS = 10_000
@@ -78,9 +87,7 @@ async def run_agent(
             clock,
             PublisherSettings(backfill_delay_max_s=0),
         )
-        stop = asyncio.Event()
-        running = asyncio.create_task(agent.run(stop))
-        try:
+        async with running(agent):
             for step in range(1, 13):
                 simulator.devices["meter"].faults.no_answer = 4 <= step <= 5
                 moment = NOON_MS + step * PERIOD_MS
@@ -90,10 +97,6 @@ async def run_agent(
             await wait_until(
                 lambda: agent.outbox.count() + agent.outbox.count_events() == 0, 15, "the outbox"
             )
-        finally:
-            stop.set()
-            await running
-            agent.outbox.close()
     return states
 
 
