@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 # adjtimex's answer for a clock that is not synchronised (linux/timex.h).
@@ -21,15 +23,23 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 def kernel_clock_synchronized() -> bool:
     """Whether the kernel counts its clock as synchronised; True where it cannot say (not Linux)."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
+        return True
+    return bool(adjtimex(ctypes.create_string_buffer(_TIMEX_BYTES)) != TIME_ERROR)
+
+
+@functools.cache
+def _adjtimex() -> Callable[[ctypes.Array[ctypes.c_char]], int] | None:
+    # Looked up once: finding the C library runs ldconfig, and the agent asks at every poll.
     name = ctypes.util.find_library("c")
     if name is None:
-        return True
+        return None
     try:
-        adjtimex = ctypes.CDLL(name, use_errno=True).adjtimex
+        function: Callable[[ctypes.Array[ctypes.c_char]], int] = ctypes.CDLL(name, use_errno=True).adjtimex
     except (OSError, AttributeError):
-        return True
-    state = adjtimex(ctypes.create_string_buffer(_TIMEX_BYTES))
-    return bool(state != TIME_ERROR)
+        return None
+    return function
 
 
 def boot_id() -> str:

@@ -150,15 +150,13 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        stream = self._meta("stream")
         # A new file: no stream yet, and nothing known of the conditions raised before it.
-        self.created = self._meta("stream") is None
-        self.stream = self._stream_id()
+        self.created = stream is None
+        self.stream = stream or self._new_stream()
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
 
-    def _stream_id(self) -> str:
-        stream = self._meta("stream")
-        if stream is not None:
-            return stream
+    def _new_stream(self) -> str:
         stream = secrets.token_hex(8)
         self._db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", (stream,))
         return stream
