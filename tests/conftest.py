@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from tests import servers
 REPO = Path(__file__).resolve().parent.parent
 SITES_DIR = REPO / "firmware-config" / "sites"
 PROFILES_DIR = REPO / "firmware-config" / "profiles"
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in the test process sets up logging to the stderr pytest captured for that test; later
+    tests would log to the closed stream ("I/O operation on closed file")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
