@@ -72,8 +72,3 @@ def sun_elevation_deg(epoch_s: float, latitude_deg: float, longitude_deg: float)
         declination
     ) * math.cos(hour_angle)
     return math.degrees(math.asin(max(-1.0, min(1.0, sin_elevation))))
-
-
-def is_night(epoch_s: float, latitude_deg: float, longitude_deg: float) -> bool:
-    """Whether the sun is more than `NIGHT_BELOW_DEG` below the horizon: no PV panel produces."""
-    return sun_elevation_deg(epoch_s, latitude_deg, longitude_deg) < NIGHT_BELOW_DEG

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from common.sites import Device, Location
-from common.sun import is_night
+from common.sun import NIGHT_BELOW_DEG, sun_elevation_deg
 from common.wire import COUNTERS, OUTBOX_CREATED, DeviceKind, Severity
 from edge.modbus.link import DeviceUnreachable
 from edge.modbus.profiles import Profile
@@ -40,6 +40,11 @@ FULL_FRACTION = 0.9
 CERTIFICATE_WARNING_DAYS = 30
 # A clock not synchronised this long after the agent started (or lost it) is more than a slow NTP [ms].
 CLOCK_UNSYNCHRONIZED_AFTER_MS = 10 * 60_000
+# With the sun this high the panels wake any inverter, even under an overcast sky (a late December noon puts
+# it about 15° above Zduńska Wola): one still silent is without power, or its panels are under snow [deg].
+DAYLIGHT_ABOVE_DEG = 10.0
+# Severities from the least urgent: a raised condition found worse than when raised is raised again.
+URGENCY = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
 
 KIND_PL = {DeviceKind.PV_INVERTER: "falownik", DeviceKind.GRID_METER: "licznik energii"}
 COUNTER_PL = {"energy_wh": "produkcji", "import_wh": "poboru z sieci", "export_wh": "oddawania do sieci"}
@@ -112,7 +117,9 @@ class Conditions:
         if problem is not None:
             condition.bad += 1
             condition.good = 0
-            if not condition.active and condition.bad >= raise_after:
+            if condition.active and not _worse(problem, condition.raised):
+                return None
+            if condition.active or condition.bad >= raise_after:
                 condition.active, condition.raised = True, problem
                 return NewEvent(
                     device, code, problem.severity, True, ts_ms, problem.message_pl, problem.details
@@ -125,6 +132,28 @@ class Conditions:
             severity = condition.raised.severity if condition.raised else Severity.INFO
             return NewEvent(device, code, severity, False, ts_ms, cleared_pl(), {})
         return None
+
+
+def _silent(device: Device, error: str) -> Problem:
+    return Problem(
+        Severity.CRITICAL,
+        f"Urządzenie {_name(device)} nie odpowiada na zapytania. Sprawdź, czy jest włączone "
+        "i czy przewód sieciowy lub RS-485 jest podłączony.",
+        {"error": error},
+    )
+
+
+def _asleep(device: Device, why: str, error: str) -> Problem:
+    return Problem(
+        Severity.INFO,
+        f"Falownik „{device.id}” nie odpowiada. {why}, więc najpewniej jest uśpiony na noc. "
+        "Jeśli nie odezwie się za dnia, sprawdź jego zasilanie.",
+        {"error": error},
+    )
+
+
+def _worse(problem: Problem, raised: Problem | None) -> bool:
+    return raised is not None and URGENCY.index(problem.severity) > URGENCY.index(raised.severity)
 
 
 def _name(device: Device) -> str:
@@ -181,32 +210,36 @@ class HealthMonitor:
                 self._last_power[device.id] = outcome.values.get("power_w")
         return [event for event in events if event is not None]
 
+    def _unreachable(self, device: Device, ts_ms: int, error: str) -> Problem:
+        """How bad a device's silence is. An inverter that stopped answering after producing nothing, or at
+        night, has most likely gone to sleep (many switch their communication off with the panels); the night
+        counts on its own for an agent that starts after dark and has no reading yet. One that sleeps on in
+        daylight is raised again as a warning (not critical: snow on the panels does the same)."""
+        if device.kind is not DeviceKind.PV_INVERTER:
+            return _silent(device, error)
+        last_power = self._last_power.get(device.id)
+        produced_nothing = device.id in self._last_power and (last_power is None or last_power <= 0)
+        sun_deg = None
+        if self.location is not None:
+            sun_deg = sun_elevation_deg(ts_ms / 1000, self.location.lat, self.location.lon)
+        if sun_deg is not None and sun_deg < NIGHT_BELOW_DEG:
+            return _asleep(device, "Jest noc", error)
+        if not produced_nothing:
+            return _silent(device, error)
+        if sun_deg is None or sun_deg < DAYLIGHT_ABOVE_DEG:
+            return _asleep(device, "Przy ostatnim odczycie nie produkował prądu", error)
+        return Problem(
+            Severity.WARNING,
+            f"Falownik „{device.id}” nie odpowiada, choć słońce jest już wysoko. Jeśli panele nie są "
+            "przykryte śniegiem, sprawdź zasilanie falownika i jego połączenie z siecią.",
+            {"error": error, "sun_elevation_deg": round(sun_deg, 1)},
+        )
+
     def _reachability(
         self, device: Device, ts_ms: int, outcome: PollResult | DeviceUnreachable
     ) -> NewEvent | None:
-        problem = None
-        if isinstance(outcome, DeviceUnreachable):
-            # An inverter that stopped answering after producing nothing, or at night, has most likely gone to
-            # sleep (many switch their communication off with the panels). The night counts on its own for an
-            # agent that starts after dark and has no reading yet.
-            last_power = self._last_power.get(device.id)
-            produced_nothing = device.id in self._last_power and (last_power is None or last_power <= 0)
-            night = self.location is not None and is_night(ts_ms / 1000, self.location.lat, self.location.lon)
-            if device.kind is DeviceKind.PV_INVERTER and (produced_nothing or night):
-                why = "Jest noc" if night else "Przy ostatnim odczycie nie produkował prądu"
-                problem = Problem(
-                    Severity.INFO,
-                    f"Falownik „{device.id}” nie odpowiada. {why}, więc najpewniej jest uśpiony na noc. "
-                    "Jeśli nie odezwie się za dnia, sprawdź jego zasilanie.",
-                    {"error": str(outcome)},
-                )
-            else:
-                problem = Problem(
-                    Severity.CRITICAL,
-                    f"Urządzenie {_name(device)} nie odpowiada na zapytania. Sprawdź, czy jest włączone "
-                    "i czy przewód sieciowy lub RS-485 jest podłączony.",
-                    {"error": str(outcome)},
-                )
+        unreachable = isinstance(outcome, DeviceUnreachable)
+        problem = self._unreachable(device, ts_ms, str(outcome)) if unreachable else None
         return self.conditions.observe(
             device.id,
             "device_unreachable",

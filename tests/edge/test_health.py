@@ -99,6 +99,49 @@ def test_an_agent_started_at_night_takes_a_silent_inverter_for_asleep_and_a_sile
     assert meter[0].severity is Severity.CRITICAL, "a meter answers at any hour"
 
 
+def test_an_inverter_asleep_since_the_evening_and_silent_in_daylight_is_raised_again_as_a_warning(
+    inverter_profile: Profile,
+) -> None:
+    """Asleep at dusk is a note; still silent with the sun 10° up the next morning is a warning for the
+    caretaker (not critical: snow on the panels does the same), raised once, and cleared by answers."""
+    lost = DeviceUnreachable("timeout")
+    monitor = HealthMonitor(Location(lat=51.5928, lon=18.9452))
+    moments = [
+        ("2026-12-21T14:20:00Z", good(power_w=0.0)),  # the sun setting (about 14:25 UTC)
+        ("2026-12-21T14:30:00Z", lost),
+        ("2026-12-21T14:31:00Z", lost),
+        ("2026-12-22T08:00:00Z", lost),  # the sun 7° up: waking late is no fault yet
+        ("2026-12-22T09:00:00Z", lost),  # 11.7° up
+        ("2026-12-22T09:01:00Z", lost),
+        ("2026-12-22T09:30:00Z", good()),
+        ("2026-12-22T09:31:00Z", good()),
+    ]
+    polls = [
+        monitor.device_polled(INVERTER, inverter_profile, parse_iso_ms(moment), outcome)
+        for moment, outcome in moments
+    ]
+    assert [[(e.code, e.active, e.severity) for e in poll] for poll in polls] == [
+        [],
+        [],
+        [("device_unreachable", True, Severity.INFO)],
+        [],
+        [("device_unreachable", True, Severity.WARNING)],
+        [],
+        [],
+        [("device_unreachable", False, Severity.WARNING)],
+    ]
+    warning = polls[4][0]
+    assert "słońce jest już wysoko" in warning.message_pl and "śniegiem" in warning.message_pl
+    assert warning.details["sun_elevation_deg"] == pytest.approx(11.7, abs=0.1)
+
+
+def test_without_the_schools_location_an_inverter_asleep_stays_a_note(inverter_profile: Profile) -> None:
+    lost = DeviceUnreachable("timeout")
+    polls = run(HealthMonitor(), inverter_profile, good(power_w=0.0), *[lost] * 10)
+    raised = [event for poll in polls for event in poll]
+    assert [(e.active, e.severity) for e in raised] == [(True, Severity.INFO)]
+
+
 def test_an_alarm_from_the_profile_is_raised_at_once_with_its_message(inverter_profile: Profile) -> None:
     faulted = good(operating_state=7.0, event_flags=1.0)
     polls = run(
