@@ -24,7 +24,7 @@ import math
 import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,13 @@ class Outbox:
         ids (their sequence numbers)."""
         ids = []
         with self._transaction():
-            for event in events:
+            # Never dated before an event already stored: a clock set back (a Pi booting with the time it
+            # saved before a power cut) would date a clear before its raise, and the cloud, which keeps each
+            # condition's newest event, would ignore it.
+            not_before_ms = int(self._meta("last_event_ms") or 0)
+            for given in events:
+                event = given if given.ts_ms >= not_before_ms else replace(given, ts_ms=not_before_ms)
+                not_before_ms = event.ts_ms
                 self._keep_condition(event)
                 cursor = self._db.execute(
                     "INSERT INTO events (device, code, severity, active, ts_ms, message_pl, details_json) "
@@ -278,6 +284,9 @@ class Outbox:
                     ),
                 )
                 ids.append(int(cursor.lastrowid or 0))
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_event_ms', ?)", (str(not_before_ms),)
+            )
         return ids
 
     def _keep_condition(self, event: NewEvent) -> None:

@@ -125,6 +125,26 @@ def test_raised_conditions_are_kept_until_cleared_across_reopening_and_acknowled
     box.close()
 
 
+def test_an_event_is_never_dated_before_one_stored_before_it(tmp_path: Path) -> None:
+    """After a power cut the Pi's clock starts from the time it saved, before the fault was raised: the
+    clear (and a raise after it) must still come after the raise, or the cloud, which keeps each condition's
+    newest event, would ignore them."""
+    box = Outbox(tmp_path / "outbox.db")
+    box.append_events([event(5_000)])
+    box.close()
+    box = Outbox(tmp_path / "outbox.db")
+    box.append_events([event(2_000, active=False), event(1_000), event(3_000)])
+    box.append_events([event(6_000, active=False)])
+    assert [(e.active, e.ts_ms) for e in box.pending_events()] == [
+        (True, 5_000),
+        (False, 5_000),
+        (True, 5_000),
+        (True, 5_000),
+        (False, 6_000),
+    ]
+    box.close()
+
+
 def test_the_backlog_boundary_is_a_row_id(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "outbox.db")
     ids = box.append([sample(ts) for ts in (100, 200, 300, 400)])
