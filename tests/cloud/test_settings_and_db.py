@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -163,18 +162,35 @@ def test_samples_keyed_by_their_edge_row_keep_their_rows_both_ways(database_url:
 
 def test_processes_starting_together_migrate_one_after_the_other(database_url: str) -> None:
     """The API and the ingest start at once against a new database (the demo, compose): both must start."""
+    # Each process says when it has imported, then waits for the word: they migrate at the same moment.
     script = (
-        "import sys, time; from cloud.db.migrate import upgrade_database; "
-        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); upgrade_database(sys.argv[1])"
+        "import sys; from cloud.db.migrate import upgrade_database; "
+        "print('ready', flush=True); sys.stdin.readline(); upgrade_database(sys.argv[1])"
     )
-    together = str(time.time() + 5.0)
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", script, database_url, together], stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", script, database_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(8)
     ]
-    outcomes = [(process.wait(60), process.stderr.read() if process.stderr else "") for process in processes]
+    try:
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outcomes = [
+            (process.wait(60), process.stderr.read() if process.stderr else "") for process in processes
+        ]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
     assert all(code == 0 for code, _ in outcomes), outcomes
     engine = make_engine(database_url)
     try:
