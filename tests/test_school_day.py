@@ -141,6 +141,12 @@ def stored_count(engine: sa.Engine) -> int:
         return int(connection.execute(sa.text("SELECT COUNT(*) FROM samples")).scalar_one())
 
 
+def dead_letters(engine: sa.Engine) -> list[tuple[str, str]]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT topic, reason FROM dead_letters ORDER BY id")).all()
+    return [(str(topic), str(reason)) for topic, reason in rows]
+
+
 def test_a_school_day_arrives_whole_and_exact(
     school_sites: list[Site],
     broker: servers.Broker,
@@ -156,7 +162,10 @@ def test_a_school_day_arrives_whole_and_exact(
     deadline = time.monotonic() + 60
     while stored_count(engine) < polled and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert stored_count(engine) == polled, "every polled sample is stored exactly once"
+    assert stored_count(engine) == polled, (
+        f"every polled sample is stored exactly once; dead letters: {dead_letters(engine)}; the ingest's log "
+        f"ends: {(tmp_path / 'ingest.log').read_text()[-3000:]}"
+    )
 
     with engine.connect() as connection:
         rows = connection.execute(
