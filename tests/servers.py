@@ -150,14 +150,24 @@ class Postgres:
 
     def new_database(self, prefix: str) -> str:
         """The URL of a new empty database on this server, named ``prefix`` and a unique suffix."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self._admin(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def copy_database(self, template_url: str, url: str) -> None:
+        """Make the database at ``url`` (on this server, replacing it) a copy of the one at ``template_url``,
+        which nobody may be connected to: far quicker than migrating and filling another."""
+        template, name = template_url.rsplit("/", 1)[1], url.rsplit("/", 1)[1]
+        self._admin(f"DROP DATABASE IF EXISTS {name}")
+        self._admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+
+    def _admin(self, statement: str) -> None:
         import sqlalchemy
 
-        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         admin = sqlalchemy.create_engine(self.url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+            connection.exec_driver_sql(statement)
         admin.dispose()
-        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def child_pids(pid: int) -> set[int]:
