@@ -29,6 +29,7 @@ from cloud.db.register import prepare_database
 from cloud.settings import Settings
 from common.clock import ManualClock
 from tests.cloud.conftest import NOW_MS, unique_id, write_sites
+from tests.conftest import fill_from_template, migrate
 
 PASSWORD = "Zdunska-Wola-2026!"
 # For tests of logic that is the same on both databases: run them on SQLite only.
@@ -124,10 +125,13 @@ def make_settings(database_url: str, sites_dir: Path, **overrides: object) -> Se
 
 
 @pytest.fixture
-def registered(database_url: str, tmp_path: Path) -> tuple[Settings, list[str]]:
+def registered(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[Settings, list[str]]:
     """Settings of a migrated database with two schools registered."""
     school_ids = [unique_id("s"), unique_id("s")]
     settings = make_settings(database_url, write_sites(tmp_path / "sites", school_ids))
+    fill_from_template(database_url, request, "migrated", migrate)
     prepare_database(settings)
     return settings, school_ids
 

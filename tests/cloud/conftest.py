@@ -21,6 +21,7 @@ from common.mqtt import make_client
 from common.sites import Site, write_site
 from common.wire import DeviceKind, Sample, TelemetryBatch
 from tests import servers
+from tests.conftest import fill_from_template, migrate
 
 # 2026-03-02T10:00:00Z (11:00 in Warsaw), a quarter-hour boundary: "now" for the tests.
 NOW_MS = 1_772_445_600_000
@@ -120,7 +121,7 @@ class CloudDb:
 
 
 @pytest.fixture
-def cloud_db(database_url: str, tmp_path: Path) -> Iterator[CloudDb]:
+def cloud_db(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CloudDb]:
     school_ids = [unique_id("t"), unique_id("t")]
     settings = Settings(
         database_url=database_url,
@@ -129,6 +130,7 @@ def cloud_db(database_url: str, tmp_path: Path) -> Iterator[CloudDb]:
         ingest_client_id=unique_id("ingest-"),
         ingest_session_expiry_s=120,
     )
+    fill_from_template(database_url, request, "migrated", migrate)
     prepare_database(settings)
     engine = make_engine(database_url)
     try:

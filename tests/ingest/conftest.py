@@ -19,6 +19,7 @@ from cloud.settings import Settings
 from common.wire import Channel, Sample, TelemetryBatch, encode, school_topic
 from tests import servers
 from tests.cloud.conftest import make_site, write_sites
+from tests.conftest import fill_from_template, migrate
 
 # 2026-03-02T10:00:00Z, a quarter-hour boundary: "now" for the store's tests.
 NOW_MS = 1_772_445_600_000
@@ -80,7 +81,7 @@ class IngestDb:
 
 
 @pytest.fixture
-def ingest_db(database_url: str, tmp_path: Path) -> Iterator[IngestDb]:
+def ingest_db(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[IngestDb]:
     school_ids = [unique_id("s"), unique_id("s")]
     settings = Settings(
         database_url=database_url,
@@ -89,6 +90,7 @@ def ingest_db(database_url: str, tmp_path: Path) -> Iterator[IngestDb]:
         ingest_client_id=unique_id("ingest-"),
         ingest_session_expiry_s=600,
     )
+    fill_from_template(database_url, request, "migrated", migrate)
     prepare_database(settings)
     engine = make_engine(database_url)
     try:

@@ -3,16 +3,14 @@ and networks, a manual clock and a throw-away encryption key; the officer depend
 
 from __future__ import annotations
 
-import contextlib
 import io
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from cloud.api.limits import Rate, RateLimiter, parse_networks
@@ -30,6 +28,7 @@ from cloud.smog import import_sample
 from cloud.smog.sites import AddressSites
 from cloud.web import mount_web
 from common.clock import Clock, ManualClock, parse_iso_ms
+from tests.conftest import fill_from_template
 
 NOW_MS = parse_iso_ms("2026-03-02T10:00:00Z")
 OFFICER = "officer-7"
@@ -103,39 +102,9 @@ class SmogApi:
         self.app.dependency_overrides.pop(smog_applications.SMOG_OFFICER.dependency, None)
 
 
-@pytest.fixture(scope="session")
-def sample_databases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Databases with the schema and the sample data, made once a session for each kind and copied for each
-    test (migrating and importing took most of a test's time); by kind, as ``database_url`` names them."""
-    return {}
-
-
-def fill_with_sample(database_url: str, request: pytest.FixtureRequest) -> None:
-    """Make the new database at ``database_url`` hold the schema and the sample data."""
-    templates: dict[str, str] = request.getfixturevalue("sample_databases")
-    kind = make_url(database_url).get_backend_name()
-    if kind not in templates:
-        if kind == "sqlite":
-            templates[kind] = f"sqlite:///{request.getfixturevalue('tmp_path_factory').mktemp('sample')}/t.db"
-        else:
-            templates[kind] = request.getfixturevalue("postgres_server").new_database("sample")
-        engine = make_engine(templates[kind])
-        load_sample(engine)
-        engine.dispose()
-    if kind == "sqlite":
-        source = sqlite3.connect(make_url(templates[kind]).database or "")
-        with (
-            contextlib.closing(source),
-            contextlib.closing(sqlite3.connect(make_url(database_url).database or "")) as copy,
-        ):
-            source.backup(copy)
-    else:
-        request.getfixturevalue("postgres_server").copy_database(templates[kind], database_url)
-
-
 @pytest.fixture
 def api(database_url: str, request: pytest.FixtureRequest) -> Iterator[SmogApi]:
-    fill_with_sample(database_url, request)
+    fill_from_template(database_url, request, "smog-sample", load_sample)
     engine = make_engine(database_url)
     clock = ManualClock(NOW_MS)
     config = ApplicationsConfig.for_tests(max_proof_bytes=64 * 1024)
