@@ -315,7 +315,12 @@ class EdgeAgent:
                 dropped.samples,
                 dropped.samples_total,
             )
-        return self.health.outbox_checked(now_ms, dropped, self.outbox.usage())
+        room_bytes = self.outbox.room_bytes()
+        max_bytes = self.outbox.limits.max_bytes
+        usage = self.outbox.usage()
+        return self.health.outbox_checked(now_ms, dropped, usage, room_bytes < max_bytes) + (
+            self.health.storage_checked(now_ms, room_bytes, max_bytes)
+        )
 
     def _check_clock(self, now_ms: int) -> list[NewEvent]:
         if self.reference_ms is None:

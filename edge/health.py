@@ -35,6 +35,8 @@ CLEAR_AFTER = 2
 SLOW_FRACTION = 0.5
 # The outbox counts as full (its condition stays raised) above this fraction of its byte bound.
 FULL_FRACTION = 0.9
+# A card short of room for the outbox's bound is fine again with this much more room than the bound.
+STORAGE_CLEAR_MARGIN = 1.1
 # How long before the school's client certificate expires the city is told: as for the broker's certificate
 # (deploy/monitoring/alerts.yaml), a month leaves time to issue a new one and install it at the school.
 CERTIFICATE_WARNING_DAYS = 30
@@ -409,20 +411,27 @@ class HealthMonitor:
         )
         return [event] if event else []
 
-    def outbox_checked(self, ts_ms: int, dropped: Dropped, usage: float) -> list[NewEvent]:
-        """The events of one enforcement of the outbox's bounds."""
+    def outbox_checked(
+        self, ts_ms: int, dropped: Dropped, usage: float, disk_limited: bool = False
+    ) -> list[NewEvent]:
+        """The events of one enforcement of the outbox's bounds (``disk_limited``: the card has less room
+        than the outbox's own bound)."""
         # Raised when something was dropped; kept raised while the outbox stays nearly full.
         still_full = usage >= FULL_FRACTION and (None, "outbox_dropped") in self.conditions.active()
         full = bool(dropped) or still_full
+        why, remedy = (
+            ("na karcie pamięci brakuje miejsca", "Zgłoś to w urzędzie (dział IT): trzeba zwolnić miejsce.")
+            if disk_limited
+            else ("od dawna nie ma połączenia z chmurą", "Przywróć połączenie z internetem.")
+        )
         event = self.conditions.observe(
             None,
             "outbox_dropped",
             ts_ms,
             Problem(
                 Severity.CRITICAL,
-                "Bufor odczytów jest pełny, bo od dawna nie ma połączenia z chmurą: usunięto "
-                f"{dropped.samples} najstarszych odczytów (łącznie {dropped.samples_total}). "
-                "Przywróć połączenie z internetem.",
+                f"Bufor odczytów jest pełny, bo {why}: usunięto {dropped.samples} najstarszych odczytów "
+                f"(łącznie {dropped.samples_total}). {remedy}",
                 {
                     "dropped": dropped.samples,
                     "dropped_total": dropped.samples_total,
@@ -432,6 +441,31 @@ class HealthMonitor:
             if full
             else None,
             cleared_pl=lambda: "Bufor odczytów znów ma miejsce; żadne odczyty nie są usuwane.",
+        )
+        return [event] if event else []
+
+    def storage_checked(self, ts_ms: int, room_bytes: int, max_bytes: int) -> list[NewEvent]:
+        """The events of one look at the room the disk leaves the outbox (``room_bytes``) against the
+        outbox's own bound (``max_bytes``)."""
+        # Raised when the card cannot hold a full outbox; cleared only with a tenth more room than that, so
+        # that logs growing and rotating around the limit do not raise and clear it by turns.
+        active = (None, "storage_low") in self.conditions.active()
+        short = room_bytes < max_bytes * (STORAGE_CLEAR_MARGIN if active else 1.0)
+        event = self.conditions.observe(
+            None,
+            "storage_low",
+            ts_ms,
+            Problem(
+                Severity.WARNING,
+                "Na karcie pamięci komputera szkoły kończy się miejsce: bufor odczytów na czas bez "
+                f"internetu zmieści {max(room_bytes, 0) / 1e6:.0f} MB zamiast {max_bytes / 1e6:.0f} MB, "
+                "a gdy się zapełni, najstarsze odczyty przepadną. Zgłoś to w urzędzie (dział IT): trzeba "
+                "zwolnić miejsce albo wymienić kartę na większą.",
+                {"room_mb": round(room_bytes / 1e6, 1), "max_mb": round(max_bytes / 1e6, 1)},
+            )
+            if short
+            else None,
+            cleared_pl=lambda: "Na karcie pamięci znów jest miejsce na cały bufor odczytów.",
         )
         return [event] if event else []
 

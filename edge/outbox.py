@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import shutil
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,18 @@ class OutboxLimits:
     max_age_days: float = 60.0
     # Events are few; a flapping device could still write many. The oldest go beyond this count.
     max_events: int = 20_000
+    # Left free on the outbox's filesystem, for its journal and the system's logs: when the card has less
+    # room than the bound, the outbox drops its oldest samples before the card is full, rather than stop.
+    disk_reserve_bytes: int = 64 * 1024 * 1024
+
+
+# However full the card, the outbox keeps room for this much (a few hours of a school's samples) [bytes].
+MIN_BYTE_BOUND = 1024 * 1024
+
+
+def disk_free_bytes(directory: Path) -> int:
+    """The bytes free for an unprivileged process on the filesystem of ``directory``."""
+    return shutil.disk_usage(directory).free
 
 
 @dataclass(frozen=True)
@@ -142,10 +155,16 @@ class Dropped:
 class Outbox:
     """One school's outbox file. Not thread-safe: one task owns it."""
 
-    def __init__(self, path: Path, limits: OutboxLimits | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        limits: OutboxLimits | None = None,
+        disk_free: Callable[[Path], int] = disk_free_bytes,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.limits = limits or OutboxLimits()
+        self._disk_free = disk_free
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -361,9 +380,20 @@ class Outbox:
         free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
         return (pages - free) * self._page_size
 
+    def byte_bound(self) -> int:
+        """The bytes the outbox may fill: ``limits.max_bytes``, or less when the disk has less room
+        (`room_bytes`), but not less than `MIN_BYTE_BOUND` for that."""
+        return min(self.limits.max_bytes, max(self.room_bytes(), MIN_BYTE_BOUND))
+
+    def room_bytes(self) -> int:
+        """The bytes the disk leaves the outbox: its file's pages, free ones included, and the disk's free
+        space, less ``limits.disk_reserve_bytes``."""
+        file_bytes = int(self._db.execute("PRAGMA page_count").fetchone()[0]) * self._page_size
+        return file_bytes + self._disk_free(self.path.parent) - self.limits.disk_reserve_bytes
+
     def usage(self) -> float:
-        """The fraction of the byte bound in use."""
-        return self.used_bytes() / self.limits.max_bytes
+        """The fraction of the byte bound (`byte_bound`) in use."""
+        return self.used_bytes() / self.byte_bound()
 
     def dropped_total(self) -> int:
         return int(self._meta("dropped_samples") or 0)
@@ -374,14 +404,15 @@ class Outbox:
         cutoff_ms = now_ms - round(self.limits.max_age_days * DAY_MS)
         oldest = self._db.execute("SELECT ts_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
         too_old = oldest is not None and oldest[0] < cutoff_ms
-        too_big = self.used_bytes() > self.limits.max_bytes
+        byte_bound = self.byte_bound()
+        too_big = self.used_bytes() > byte_bound
         too_many_events = self.count_events() > self.limits.max_events
         if not (too_old or too_big or too_many_events):
             return Dropped(samples_total=self.dropped_total())
         with self._transaction():
             samples = self._drop_older_than(cutoff_ms) if too_old else 0
             if too_big:
-                samples += self._drop_oldest_until(round(self.limits.max_bytes * _TRIM_TO))
+                samples += self._drop_oldest_until(round(byte_bound * _TRIM_TO))
             events = self._drop_excess_events()
             total = self.dropped_total() + samples
             self._db.execute(

@@ -190,3 +190,18 @@ def simulator_thread(site: Site, clock: Clock, **options: Any) -> Iterator[SiteS
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+class Disk:
+    """A disk of ``capacity_bytes`` holding only the outbox's directory: its free space is what the files
+    there leave."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+
+    def free(self, directory: Path) -> int:
+        return self.capacity_bytes - self.used(directory)
+
+    @staticmethod
+    def used(directory: Path) -> int:
+        return sum(path.stat().st_size for path in directory.iterdir())

@@ -205,6 +205,27 @@ def test_the_clock_and_the_outbox() -> None:
     assert codes(monitor.outbox_checked(4000, Dropped(samples_total=500), 0.1)) == [("outbox_dropped", False)]
 
 
+def test_a_card_short_of_room_for_the_outbox_is_a_warning_that_clears_with_a_margin() -> None:
+    monitor = HealthMonitor()
+    max_bytes = 512_000_000
+    assert monitor.storage_checked(0, 2_000_000_000, max_bytes) == []
+    short = monitor.storage_checked(1, 300_000_000, max_bytes)
+    assert codes(short) == [("storage_low", True)] and short[0].severity is Severity.WARNING
+    assert "300 MB zamiast 512 MB" in short[0].message_pl and "karcie pamięci" in short[0].message_pl
+    # Just above the bound again (logs rotated, then grew): still raised, not raised and cleared by turns.
+    assert [monitor.storage_checked(t, 530_000_000, max_bytes) for t in (2, 3, 4)] == [[], [], []]
+    assert monitor.storage_checked(5, 600_000_000, max_bytes) == []
+    assert codes(monitor.storage_checked(6, 600_000_000, max_bytes)) == [("storage_low", False)]
+
+
+def test_an_outbox_full_for_want_of_room_on_the_card_says_so() -> None:
+    dropped = HealthMonitor().outbox_checked(
+        0, Dropped(samples=20, samples_total=20), 0.95, disk_limited=True
+    )
+    assert codes(dropped) == [("outbox_dropped", True)]
+    assert "brakuje miejsca" in dropped[0].message_pl and "internet" not in dropped[0].message_pl
+
+
 def test_a_restarted_agent_clears_what_an_earlier_run_raised_once_it_is_over(
     inverter_profile: Profile,
 ) -> None:

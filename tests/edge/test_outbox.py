@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from common.wire import Severity
-from edge.outbox import NewEvent, NewSample, Outbox, OutboxLimits
+from edge.outbox import MIN_BYTE_BOUND, NewEvent, NewSample, Outbox, OutboxLimits
+from tests.edge.conftest import Disk
 
 WRITER = """
 import sys
@@ -182,6 +187,63 @@ def test_the_byte_bound_drops_the_oldest_and_keeps_the_newest(tmp_path: Path) ->
     assert [row.id for row in remaining] == sorted(row.id for row in remaining)
     assert remaining[0].id == total_dropped + 1, "what went were the oldest"
     assert box.dropped_total() == total_dropped
+
+
+def test_a_card_with_less_room_than_the_bound_bounds_the_outbox_to_its_room(tmp_path: Path) -> None:
+    """The card filling with something else: the outbox drops its oldest samples to stay within the room
+    left (its pages and the free space, less the reserve) rather than fill the card and stop."""
+    # The reserve covers the journal (SQLite's WAL grows to about 4 MB between checkpoints).
+    limits = OutboxLimits(max_bytes=50_000_000, disk_reserve_bytes=6_000_000)
+    disk = Disk(capacity_bytes=100_000_000)
+    box = Outbox(tmp_path / "outbox.db", limits, disk.free)
+    values = {f"value_{i}": float(i) for i in range(40)}
+    for batch in range(10):
+        box.append([NewSample("meter", "grid_meter", batch * 100 + i, values) for i in range(100)])
+        assert box.enforce_limits(now_ms=batch * 100).samples == 0
+    assert box.byte_bound() == limits.max_bytes
+    disk.capacity_bytes = Disk.used(tmp_path) + 10_000_000  # the logs grew: 10 MB left
+    for batch in range(10, 150):
+        box.append([NewSample("meter", "grid_meter", batch * 100 + i, values) for i in range(100)])
+        box.enforce_limits(now_ms=batch * 100)
+        assert box.byte_bound() < limits.max_bytes
+        assert disk.free(tmp_path) > 1_000_000, "the card never fills"
+    assert box.pending(limit=1_000_000)[-1].ts_ms == 14_999, "the newest samples are kept"
+    assert box.dropped_total() > 0
+    disk.capacity_bytes = Disk.used(tmp_path)
+    assert box.byte_bound() == MIN_BYTE_BOUND, "a full card still leaves the outbox its least room"
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 12 MB filesystem (tmpfs), where mounting one is allowed (as root with CAP_SYS_ADMIN)."""
+    mount_point = tmp_path / "card"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_on_a_real_small_filesystem_the_outbox_keeps_writing_and_never_fills_it(
+    small_filesystem: Path,
+) -> None:
+    """Twice the samples the filesystem holds: no "database or disk is full", the newest kept."""
+    limits = OutboxLimits(disk_reserve_bytes=6_000_000)
+    box = Outbox(small_filesystem / "outbox.db", limits)
+    values = {f"value_{i}": float(i) for i in range(40)}
+    for batch in range(240):
+        box.append([NewSample("meter", "grid_meter", batch * 100 + i, values) for i in range(100)])
+        box.enforce_limits(now_ms=batch * 100)
+        assert shutil.disk_usage(small_filesystem).free > 1_000_000
+    assert box.pending(limit=1_000_000)[-1].ts_ms == 23_999 and box.dropped_total() > 0
+    box.close()
 
 
 def test_events_beyond_their_count_are_dropped_oldest_first(tmp_path: Path) -> None:
