@@ -117,9 +117,9 @@ def condition(
 def fill(engine: Engine, now_ms: int, worker: str) -> None:
     """sp5's devices spoke a minute ago, sp1's two hours ago, the other schools' never; sp5 online, sp1
     offline; sp5's agent reports its outbox dropping readings (critical), its inverter asleep (a note), its
-    client certificate expiring within a month and its clock not synchronised (warnings of their own); an
-    ingest worker last seen an hour ago, which saw the broker's certificate expiring in 10 days (``worker``
-    "dead"), or none ever ("never")."""
+    client certificate expiring within a month, its clock not synchronised and its card short of room
+    (warnings of their own); an ingest worker last seen an hour ago, which saw the broker's certificate
+    expiring in 10 days (``worker`` "dead"), or none ever ("never")."""
     store = TelemetryStore(engine, SettableClock(now_ms), None, StoreOptions())
     for school, age_ms in ((SPEAKING, 60_000), (SILENT, 7_200_000)):
         polled_ms = now_ms - age_ms
@@ -138,6 +138,7 @@ def fill(engine: Engine, now_ms: int, worker: str) -> None:
             condition(SPEAKING, 2, "inverter", "device_unreachable", Severity.INFO, now_ms),
             condition(SPEAKING, 3, None, "client_certificate_expiring", Severity.WARNING, now_ms),
             condition(SPEAKING, 4, None, "clock_unsynchronized", Severity.WARNING, now_ms),
+            condition(SPEAKING, 5, None, "storage_low", Severity.WARNING, now_ms),
         ]
     )
     if worker == "dead":
@@ -285,6 +286,7 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
         ("LokalnieSchoolCondition", SPEAKING, ""),
         ("LokalnieSchoolCertificateExpiring", SPEAKING, ""),
         ("LokalnieSchoolClockUnsynchronized", SPEAKING, ""),
+        ("LokalnieSchoolStorageLow", SPEAKING, ""),
     } | ({("LokalnieDeviceSilent", SILENT, "inverter")} if watched else set())
     if worker == "dead":
         expected |= {("LokalnieBrokerCertificateExpiring", "", ""), ("LokalnieIngestWorkerDown", "", "")}
@@ -302,11 +304,11 @@ def test_a_silent_device_an_offline_school_and_a_dead_ingest_are_mailed_and_noth
         answer = httpx.get(f"http://127.0.0.1:{vm_port}/api/v1/query", params={"query": expr}, timeout=5)
         assert answer.status_code == 200 and answer.json()["status"] == "success", f"{title}: {answer.text}"
         result = answer.json()["data"]["result"]
-        # Two schools spoke: four devices with an age, two links with a state; four conditions raised.
+        # Two schools spoke: four devices with an age, two links with a state; five conditions raised.
         series = {
             "lokalnie_device_sample_age_seconds": 4,
             "lokalnie_school_link_up": 2,
-            "lokalnie_school_condition_active == 1": 4,
+            "lokalnie_school_condition_active == 1": 5,
         }
         if expr in series:
             assert len(result) == series[expr], f"{title}: {result}"
