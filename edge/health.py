@@ -48,6 +48,7 @@ DAYLIGHT_ABOVE_DEG = 10.0
 # Severities from the least urgent: a raised condition found worse than when raised is raised again.
 URGENCY = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
 
+NOTHING_PRODUCED_PL = "Przy ostatnim odczycie nie produkował prądu"
 KIND_PL = {DeviceKind.PV_INVERTER: "falownik", DeviceKind.GRID_METER: "licznik energii"}
 COUNTER_PL = {"energy_wh": "produkcji", "import_wh": "poboru z sieci", "export_wh": "oddawania do sieci"}
 # Modbus exception codes (Modbus Application Protocol v1.1b3, section 7) in the caretaker's words.
@@ -214,22 +215,23 @@ class HealthMonitor:
 
     def _unreachable(self, device: Device, ts_ms: int, error: str) -> Problem:
         """How bad a device's silence is. An inverter that stopped answering after producing nothing, or at
-        night, has most likely gone to sleep (many switch their communication off with the panels); the night
-        counts on its own for an agent that starts after dark and has no reading yet. One that sleeps on in
-        daylight is raised again as a warning (not critical: snow on the panels does the same)."""
+        night, has most likely gone to sleep (many switch their communication off with the panels); so has
+        one not heard since the agent started while the sun is low. One that sleeps on with the sun high is a
+        warning (raised again if it was a note), not critical: snow on the panels does the same."""
         if device.kind is not DeviceKind.PV_INVERTER:
             return _silent(device, error)
+        heard = device.id in self._last_power
         last_power = self._last_power.get(device.id)
-        produced_nothing = device.id in self._last_power and (last_power is None or last_power <= 0)
-        sun_deg = None
-        if self.location is not None:
-            sun_deg = sun_elevation_deg(ts_ms / 1000, self.location.lat, self.location.lon)
-        if sun_deg is not None and sun_deg < NIGHT_BELOW_DEG:
+        produced_nothing = heard and (last_power is None or last_power <= 0)
+        if self.location is None:  # only the last reading tells
+            return _asleep(device, NOTHING_PRODUCED_PL, error) if produced_nothing else _silent(device, error)
+        sun_deg = sun_elevation_deg(ts_ms / 1000, self.location.lat, self.location.lon)
+        if sun_deg < NIGHT_BELOW_DEG:
             return _asleep(device, "Jest noc", error)
-        if not produced_nothing:
+        if heard and not produced_nothing:
             return _silent(device, error)
-        if sun_deg is None or sun_deg < DAYLIGHT_ABOVE_DEG:
-            return _asleep(device, "Przy ostatnim odczycie nie produkował prądu", error)
+        if sun_deg < DAYLIGHT_ABOVE_DEG:
+            return _asleep(device, NOTHING_PRODUCED_PL if heard else "Słońce stoi nisko", error)
         return Problem(
             Severity.WARNING,
             f"Falownik „{device.id}” nie odpowiada, choć słońce jest już wysoko. Jeśli panele nie są "

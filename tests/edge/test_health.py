@@ -75,28 +75,47 @@ def test_an_inverter_that_went_quiet_after_producing_nothing_is_asleep(
 
 
 @pytest.mark.parametrize(
-    ("moment", "asleep"),
+    ("moment", "severity", "why"),
     [
-        ("2026-12-21T06:15:00Z", True),  # before sunrise in Zduńska Wola (about 06:40 UTC)
-        ("2026-12-21T11:00:00Z", False),
-        ("2026-12-21T15:15:00Z", True),
-        ("2026-06-21T01:30:00Z", True),
-        ("2026-06-21T03:30:00Z", False),
+        (
+            "2026-12-21T06:15:00Z",
+            Severity.INFO,
+            "Jest noc",
+        ),  # before sunrise in Zduńska Wola (about 06:40 UTC)
+        ("2026-12-21T07:30:00Z", Severity.INFO, "Słońce stoi nisko"),  # the sun 4° up
+        ("2026-12-21T11:00:00Z", Severity.WARNING, "słońce jest już wysoko"),  # 15° up
+        ("2026-12-21T15:15:00Z", Severity.INFO, "Jest noc"),
+        ("2026-06-21T01:30:00Z", Severity.INFO, "Jest noc"),
+        ("2026-06-21T03:30:00Z", Severity.INFO, "Słońce stoi nisko"),  # 7° up
+        ("2026-06-21T05:00:00Z", Severity.WARNING, "słońce jest już wysoko"),
     ],
 )
-def test_an_agent_started_at_night_takes_a_silent_inverter_for_asleep_and_a_silent_meter_for_broken(
-    inverter_profile: Profile, moment: str, asleep: bool
+def test_an_agent_started_after_dark_takes_a_silent_inverter_for_asleep_and_a_silent_meter_for_broken(
+    inverter_profile: Profile, moment: str, severity: Severity, why: str
 ) -> None:
-    """No reading yet (the agent has just started): only the sun at the school tells night from day."""
+    """No reading yet (the agent has just started): only the sun at the school tells night from day; with the
+    sun high, a silent inverter is a warning (snow, or no power), a silent meter critical at any hour."""
     lost = DeviceUnreachable("timeout")
     monitor = HealthMonitor(Location(lat=51.5928, lon=18.9452))
     at_ms = parse_iso_ms(moment)
     inverter = [monitor.device_polled(INVERTER, inverter_profile, at_ms + i, lost) for i in range(2)][1]
     meter_profile = load_profile(PROFILES_DIR, "eastron-sdm630")
     meter = [monitor.device_polled(METER, meter_profile, at_ms + i, lost) for i in range(2)][1]
-    assert inverter[0].severity is (Severity.INFO if asleep else Severity.CRITICAL)
-    assert ("Jest noc" in inverter[0].message_pl) is asleep
+    assert inverter[0].severity is severity and why in inverter[0].message_pl
     assert meter[0].severity is Severity.CRITICAL, "a meter answers at any hour"
+
+
+def test_an_inverter_that_stops_answering_while_producing_is_critical_by_day(
+    inverter_profile: Profile,
+) -> None:
+    lost = DeviceUnreachable("timeout")
+    monitor = HealthMonitor(Location(lat=51.5928, lon=18.9452))
+    noon_ms = parse_iso_ms("2026-12-21T11:00:00Z")
+    polls = [
+        monitor.device_polled(INVERTER, inverter_profile, noon_ms + i, outcome)
+        for i, outcome in enumerate([good(power_w=800.0), lost, lost])
+    ]
+    assert [(e.code, e.severity) for e in polls[2]] == [("device_unreachable", Severity.CRITICAL)]
 
 
 def test_an_inverter_asleep_since_the_evening_and_silent_in_daylight_is_raised_again_as_a_warning(
