@@ -22,21 +22,19 @@ from cloud.auth.roles import Role
 from cloud.auth.sessions import Authenticator, SessionPolicy
 from cloud.auth.throttle import LoginThrottle
 from cloud.db.engine import make_engine, make_session_factory
-from cloud.db.migrate import upgrade_database
 from cloud.settings import Settings
 from cloud.smog import import_sample
 from cloud.smog.sites import AddressSites
 from cloud.web import mount_web
 from common.clock import Clock, ManualClock, parse_iso_ms
-from tests.conftest import fill_from_template
+from tests.conftest import fill_from_template, migrate
 
 NOW_MS = parse_iso_ms("2026-03-02T10:00:00Z")
 OFFICER = "officer-7"
 
 
 def load_sample(engine: Engine) -> None:
-    # The store's schema as production makes it: every table, through the migrations.
-    upgrade_database(engine.url.render_as_string(hide_password=False))
+    migrate(engine)
     with Session(engine) as session, session.begin():
         import_sample(session)
 
