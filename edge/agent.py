@@ -151,6 +151,8 @@ class EdgeAgent:
         now_ms = self.clock.now_ms()
         if self.outbox.created:
             self.outbox.append_events([self.health.outbox_created(now_ms)])
+        if not self.outbox.ended_cleanly:
+            self.health.after_unclean_stop()
         devices = {device.id for device in self.site.devices}
         gone = self.health.restore(self.outbox.raised_conditions(), devices, now_ms)
         if gone:
@@ -245,13 +247,19 @@ class EdgeAgent:
                 samples.append(NewSample(device.id, device.kind.value, ts_ms, outcome.values))
         ids, clock_events = self._commit(samples, now_ms)
         events += clock_events + self._check_outbox(now_ms)
+        self._append_events(events)
+        # Last, so that a card failing under any of this poll's writes is told at once, from memory.
+        storage_events = self.health.storage_written(now_ms, self.outbox.failure)
+        self._append_events(storage_events)
+        if self.publisher is not None and (ids or events or storage_events):
+            self.publisher.wake()
+        return ids
+
+    def _append_events(self, events: list[NewEvent]) -> None:
         if events:
             self.outbox.append_events(events)
             for event in events:
                 _log_event(self.site.id, event)
-        if self.publisher is not None and (ids or events):
-            self.publisher.wake()
-        return ids
 
     async def _poll_bridge(
         self, bridge: Bridge
@@ -318,9 +326,11 @@ class EdgeAgent:
         room_bytes = self.outbox.room_bytes()
         max_bytes = self.outbox.limits.max_bytes
         usage = self.outbox.usage()
-        return self.health.outbox_checked(now_ms, dropped, usage, room_bytes < max_bytes) + (
-            self.health.storage_checked(now_ms, room_bytes, max_bytes)
-        )
+        events = self.health.outbox_checked(now_ms, dropped, usage, room_bytes < max_bytes)
+        if self.outbox.failure is None:
+            # An outbox in memory has no room on the card to measure (`storage_failed` says why).
+            events += self.health.storage_checked(now_ms, room_bytes, max_bytes)
+        return events
 
     def _check_clock(self, now_ms: int) -> list[NewEvent]:
         if self.reference_ms is None:

@@ -47,8 +47,16 @@ CLOCK_UNSYNCHRONIZED_AFTER_MS = 10 * 60_000
 DAYLIGHT_ABOVE_DEG = 10.0
 # Severities from the least urgent: a raised condition found worse than when raised is raised again.
 URGENCY = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
+# The outbox's card no longer takes writes, and the outbox went on in memory (`edge.outbox`).
+STORAGE_FAILED = "storage_failed"
 
 NOTHING_PRODUCED_PL = "Przy ostatnim odczycie nie produkował prądu"
+CARD_FAILED_PL = (
+    "Karta pamięci komputera szkoły przestała przyjmować zapis (najpewniej jest zużyta). Odczyty nadal idą "
+    "do chmury na bieżąco, ale bez zapasu na karcie: przepadną przy wyłączeniu komputera albo przy "
+    "przerwie w internecie dłuższej niż kilka dni. Zgłoś to pilnie w urzędzie (dział IT): kartę trzeba "
+    "wymienić."
+)
 KIND_PL = {DeviceKind.PV_INVERTER: "falownik", DeviceKind.GRID_METER: "licznik energii"}
 COUNTER_PL = {"energy_wh": "produkcji", "import_wh": "poboru z sieci", "export_wh": "oddawania do sieci"}
 # Modbus exception codes (Modbus Application Protocol v1.1b3, section 7) in the caretaker's words.
@@ -470,6 +478,24 @@ class HealthMonitor:
             cleared_pl=lambda: "Na karcie pamięci znów jest miejsce na cały bufor odczytów.",
         )
         return [event] if event else []
+
+    def storage_written(self, ts_ms: int, failure: str | None) -> list[NewEvent]:
+        """The events of one look at whether the card takes the outbox's writes (``failure``: why not)."""
+        event = self.conditions.observe(
+            None,
+            STORAGE_FAILED,
+            ts_ms,
+            None if failure is None else Problem(Severity.CRITICAL, CARD_FAILED_PL, {"error": failure}),
+            cleared_pl=lambda: "Karta pamięci komputera szkoły znów przyjmuje zapis.",
+        )
+        return [event] if event else []
+
+    def after_unclean_stop(self) -> None:
+        """The last run did not record that it stopped: it may have lost its card and raised
+        ``storage_failed`` from memory, which this run clears once the card takes its writes."""
+        self.conditions.restore(
+            NewEvent(None, STORAGE_FAILED, Severity.CRITICAL, True, 0, CARD_FAILED_PL, {})
+        )
 
     def certificate_checked(self, ts_ms: int, not_after_ms: int) -> list[NewEvent]:
         """The events of one look at when the school's client certificate expires (``not_after_ms``)."""

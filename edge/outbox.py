@@ -15,11 +15,22 @@ stamps them and moves them here: only what is in the outbox proper is ever publi
 The outbox is bounded in bytes and in days. When a bound is passed, the oldest samples go first; what was
 dropped is counted (in the file, so the count survives restarts) and returned to the caller, which raises a
 health event: nothing is ever dropped silently.
+
+A card that stops taking writes (a worn SD card: the kernel remounts it read-only, SQLite says "disk I/O
+error") must not stop the school's readings: at the first failure the outbox moves to a database in memory,
+with a new stream, and carries on there (`failure` says why; the agent raises ``storage_failed``). Whatever
+waited on the card stays there, to be sent once the card works again; the readings taken from then on live
+in memory, within `MEMORY_MAX_BYTES`, and a restart loses those not yet sent. An outbox that cannot even be
+opened for writing starts in memory. Whether the last run stopped cleanly is kept in the file
+(`ended_cleanly`): a run that lost its card could not record it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
 import math
 import secrets
 import shutil
@@ -27,9 +38,11 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from common.wire import Severity
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -131,6 +144,9 @@ class OutboxLimits:
 
 # However full the card, the outbox keeps room for this much (a few hours of a school's samples) [bytes].
 MIN_BYTE_BOUND = 1024 * 1024
+# The most an outbox moved to memory holds, out of a Pi's 1 GB or more: about nine days of a school with two
+# devices polled every 10 s (a sample takes about 210 bytes) [bytes].
+MEMORY_MAX_BYTES = 32 * 1024 * 1024
 
 
 def disk_free_bytes(directory: Path) -> int:
@@ -152,6 +168,49 @@ class Dropped:
         return bool(self.samples or self.events)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _falls_back(method: Callable[Concatenate[Outbox, _P], _R]) -> Callable[Concatenate[Outbox, _P], _R]:
+    """Run an outbox method; if the card fails under it, move the outbox to memory and run it again there."""
+
+    @functools.wraps(method)
+    def run(self: Outbox, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        on_card = self.failure is None
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            if not on_card:
+                raise
+            # A method it called may have moved already, leaving this one's transaction on the closed card.
+            if self.failure is None:
+                self._move_to_memory(error)
+            return method(self, *args, **kwargs)
+
+    return run
+
+
+def _forgets_on_failure(
+    method: Callable[Concatenate[Outbox, _P], None],
+) -> Callable[Concatenate[Outbox, _P], None]:
+    """As `_falls_back`, for acknowledgements: rows of the card mean nothing in memory, so they are not
+    acknowledged there (they stay on the card, and are sent again from it once it works)."""
+
+    @functools.wraps(method)
+    def run(self: Outbox, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        on_card = self.failure is None
+        try:
+            method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            if not on_card:
+                raise
+            if self.failure is None:
+                self._move_to_memory(error)
+
+    return run
+
+
 class Outbox:
     """One school's outbox file. Not thread-safe: one task owns it."""
 
@@ -161,19 +220,50 @@ class Outbox:
         limits: OutboxLimits | None = None,
         disk_free: Callable[[Path], int] = disk_free_bytes,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.limits = limits or OutboxLimits()
         self._disk_free = disk_free
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        stream = self._meta("stream")
-        # A new file: no stream yet, and nothing known of the conditions raised before it.
-        self.created = stream is None
-        self.stream = stream or self._new_stream()
+        # Why the card was given up for memory ("SQLITE_IOERR_WRITE: disk I/O error"); None while it works.
+        self.failure: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._open(str(path))
+            stream = self._meta("stream")
+            # A new file: no stream yet, and nothing known of the conditions raised before it.
+            self.created = stream is None
+            self.stream = stream or self._new_stream()
+            self.ended_cleanly = self._meta("run") != "running"
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('run', 'running')")
+        except (sqlite3.Error, OSError) as error:
+            self.created, self.ended_cleanly = False, True
+            self._move_to_memory(error)
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+
+    @staticmethod
+    def _open(where: str) -> sqlite3.Connection:
+        db = sqlite3.connect(where, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        return db
+
+    def _move_to_memory(self, error: sqlite3.Error | OSError) -> None:
+        """Go on in a new database in memory, with a new stream, bounded by `MEMORY_MAX_BYTES`."""
+        name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+        self.failure = f"{name}: {error}"
+        log.error(
+            "the outbox %s cannot be written (%s); samples and events are kept in memory from now on",
+            self.path,
+            self.failure,
+        )
+        card = getattr(self, "_db", None)
+        if card is not None:
+            # The card's rows stay where they are; closing may fail on a card that fails.
+            with contextlib.suppress(sqlite3.Error):
+                card.close()
+        self.limits = replace(self.limits, max_bytes=min(self.limits.max_bytes, MEMORY_MAX_BYTES))
+        self._db = self._open(":memory:")
+        self.stream = self._new_stream()
 
     def _new_stream(self) -> str:
         stream = secrets.token_hex(8)
@@ -186,6 +276,7 @@ class Outbox:
 
     # Samples.
 
+    @_falls_back
     def append(self, samples: Sequence[NewSample]) -> list[int]:
         """Commit samples durably in one transaction; return their row ids (their sequence numbers)."""
         ids = []
@@ -198,6 +289,7 @@ class Outbox:
                 ids.append(int(cursor.lastrowid or 0))
         return ids
 
+    @_falls_back
     def pending(self, after_id: int = 0, limit: int = 100, upto_id: int | None = None) -> list[StoredSample]:
         """Unacknowledged samples with a row id above ``after_id`` (and at most ``upto_id``), oldest first."""
         rows = self._db.execute(
@@ -207,6 +299,7 @@ class Outbox:
         ).fetchall()
         return [StoredSample(row[0], row[1], row[2], row[3], json.loads(row[4])) for row in rows]
 
+    @_falls_back
     def last_id_before(self, ts_ms: int) -> int:
         """The highest row id of a pending sample taken before ``ts_ms`` (0 if none): the backlog's end."""
         # Row ids grow with time; scanning back from the newest stops at the first old sample.
@@ -215,14 +308,17 @@ class Outbox:
         ).fetchone()
         return 0 if row is None else int(row[0])
 
+    @_forgets_on_failure
     def acknowledge(self, ids: Iterable[int]) -> None:
         """Remove samples the broker has acknowledged."""
         with self._transaction():
             self._db.executemany("DELETE FROM outbox WHERE id = ?", ((row_id,) for row_id in ids))
 
+    @_falls_back
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    @_falls_back
     def last_sequence(self) -> int:
         """The highest row id ever given to a sample in this file (0 before the first)."""
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
@@ -230,6 +326,7 @@ class Outbox:
 
     # Samples held while the clock cannot be trusted.
 
+    @_falls_back
     def hold(self, samples: Sequence[NewSample], clock_minus_monotonic_ms: float, boot: str) -> None:
         """Commit samples taken while the clock is not synchronised, with how far the clock stood from the
         monotonic clock of ``boot``; they are published only once `release_held` has stamped them."""
@@ -250,9 +347,11 @@ class Outbox:
                 ],
             )
 
+    @_falls_back
     def count_held(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM held").fetchone()[0])
 
+    @_falls_back
     def release_held(self, clock_minus_monotonic_ms: float | None, boot: str) -> tuple[int, int]:
         """Move the held samples into the outbox, oldest first, in one transaction. Those of ``boot`` are
         stamped at their monotonic time on the synchronised clock (``clock_minus_monotonic_ms`` now); those
@@ -276,6 +375,7 @@ class Outbox:
 
     # Events.
 
+    @_falls_back
     def append_events(self, events: Sequence[NewEvent]) -> list[int]:
         """Commit health events durably, and the conditions they raise or clear with them; return their row
         ids (their sequence numbers)."""
@@ -327,6 +427,7 @@ class Outbox:
             ),
         )
 
+    @_falls_back
     def raised_conditions(self) -> list[NewEvent]:
         """The events that raised the conditions not cleared since, oldest first."""
         rows = self._db.execute(
@@ -345,6 +446,7 @@ class Outbox:
             for row in rows
         ]
 
+    @_falls_back
     def pending_events(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
         rows = self._db.execute(
             "SELECT id, device, code, severity, active, ts_ms, message_pl, details_json FROM events "
@@ -365,39 +467,49 @@ class Outbox:
             for row in rows
         ]
 
+    @_forgets_on_failure
     def acknowledge_events(self, ids: Iterable[int]) -> None:
         with self._transaction():
             self._db.executemany("DELETE FROM events WHERE id = ?", ((row_id,) for row_id in ids))
 
+    @_falls_back
     def count_events(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     # Bounds.
 
+    @_falls_back
     def used_bytes(self) -> int:
         """Bytes the outbox's pages hold (the file's pages less the free ones SQLite will reuse)."""
         pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
         free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
         return (pages - free) * self._page_size
 
+    @_falls_back
     def byte_bound(self) -> int:
         """The bytes the outbox may fill: ``limits.max_bytes``, or less when the disk has less room
         (`room_bytes`), but not less than `MIN_BYTE_BOUND` for that."""
         return min(self.limits.max_bytes, max(self.room_bytes(), MIN_BYTE_BOUND))
 
+    @_falls_back
     def room_bytes(self) -> int:
         """The bytes the disk leaves the outbox: its file's pages, free ones included, and the disk's free
         space, less ``limits.disk_reserve_bytes``."""
+        if self.failure is not None:
+            return self.limits.max_bytes
         file_bytes = int(self._db.execute("PRAGMA page_count").fetchone()[0]) * self._page_size
         return file_bytes + self._disk_free(self.path.parent) - self.limits.disk_reserve_bytes
 
+    @_falls_back
     def usage(self) -> float:
         """The fraction of the byte bound (`byte_bound`) in use."""
         return self.used_bytes() / self.byte_bound()
 
+    @_falls_back
     def dropped_total(self) -> int:
         return int(self._meta("dropped_samples") or 0)
 
+    @_falls_back
     def enforce_limits(self, now_ms: int) -> Dropped:
         """Drop the oldest samples beyond the bounds in days and bytes, and the oldest events beyond their
         count; count what was dropped. Returns what this call dropped."""
@@ -466,6 +578,7 @@ class Outbox:
         )
         return excess
 
+    @_falls_back
     def stats(self) -> dict[str, Any]:
         """What the outbox holds, for the status display and the logs."""
         oldest = self._db.execute("SELECT MIN(ts_ms) FROM outbox").fetchone()[0]
@@ -479,6 +592,12 @@ class Outbox:
         }
 
     def close(self) -> None:
+        """Record that this run stopped cleanly (on a card that works) and close."""
+        if self.failure is None:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('run', 'stopped')")
+            except sqlite3.Error as error:
+                log.error("the outbox %s cannot record a clean stop: %s", self.path, error)
         self._db.close()
 
     def _transaction(self) -> _Transaction:

@@ -113,6 +113,8 @@ class Publisher:
         self._status_topic = school_topic(school_id, Channel.STATUS)
         self._events_topic = school_topic(school_id, Channel.EVENTS)
         self._inflight: dict[int, _Inflight] = {}
+        # The outbox's stream the cursors and the messages in flight belong to.
+        self._stream = outbox.stream
         # Cursors: the highest row id offered to the broker on each lane, and where the backlog ends.
         self._events_after = 0
         self._live_after = 0
@@ -175,6 +177,7 @@ class Publisher:
 
     def _send_one(self) -> bool:
         """Publish one message from the first lane that has something to send; False when none can."""
+        self._follow_stream()
         if not self._connected or self._loop.time() < self._paused_until:
             return False
         if len(self._inflight) >= MAX_INFLIGHT_MESSAGES:
@@ -359,8 +362,20 @@ class Publisher:
         else:
             self._backlog_after = min(self._backlog_after, first)
 
+    def _follow_stream(self) -> None:
+        """Start afresh on an outbox that moved to memory (its card failed): its rows are numbered anew, and
+        the messages in flight carry rows that stay on the card, so their acknowledgements must touch
+        nothing."""
+        if self.outbox.stream == self._stream:
+            return
+        log.warning("school %s: the outbox moved to memory; sending from there", self.school_id)
+        self._stream = self.outbox.stream
+        self._inflight.clear()
+        self._events_after = self._live_after = self._backlog_after = self._backlog_upto = 0
+
     def _acknowledged(self, mid: int, pause_s: float, reason: str) -> None:
         """The broker's answer to a message; `pause_s` > 0 when it did not reach a subscriber."""
+        self._follow_stream()
         inflight = self._inflight.pop(mid, None)
         if inflight is None:
             return
