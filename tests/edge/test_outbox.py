@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from common.wire import Severity
-from edge.outbox import MIN_BYTE_BOUND, NewEvent, NewSample, Outbox, OutboxLimits
+from edge.outbox import MEMORY_MAX_BYTES, MIN_BYTE_BOUND, NewEvent, NewSample, Outbox, OutboxLimits
 from tests.edge.conftest import Disk
 
 WRITER = """
@@ -259,3 +260,87 @@ def test_acknowledgement_is_by_row_id_even_for_samples_of_the_same_moment(tmp_pa
     ids = box.append([sample(1000), sample(1000), sample(1000)])
     box.acknowledge([ids[1]])
     assert [row.id for row in box.pending()] == [ids[0], ids[2]]
+
+
+def refuse_writes(box: Outbox) -> None:
+    """Make the outbox's file refuse every write from now on, as a card the kernel remounted read-only does
+    (reads still work)."""
+    box._db.close()
+    box._db = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True, isolation_level=None)
+
+
+def test_a_card_that_stops_taking_writes_moves_the_outbox_to_memory(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    box.append([sample(1), sample(2)])
+    card_stream = box.stream
+    refuse_writes(box)
+    assert box.append([sample(3), sample(4)]) == [1, 2], "the samples are kept, numbered anew"
+    assert box.failure is not None and "SQLITE_READONLY" in box.failure
+    assert box.stream != card_stream, "a new stream: the cloud never mistakes the new numbers for old ones"
+    assert [row.ts_ms for row in box.pending()] == [3, 4]
+    box.acknowledge([1])
+    assert [row.ts_ms for row in box.pending()] == [4]
+    assert box.append_events([event(5)]) == [1] and box.room_bytes() == box.limits.max_bytes
+    assert box.limits.max_bytes == MEMORY_MAX_BYTES
+    box.close()
+    card = Outbox(tmp_path / "outbox.db")
+    assert card.stream == card_stream and [row.ts_ms for row in card.pending()] == [1, 2], (
+        "what waited on the card is still there"
+    )
+    card.close()
+
+
+def test_an_acknowledgement_the_card_refuses_touches_nothing_in_memory(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    box.append([sample(1), sample(2)])
+    refuse_writes(box)
+    box.acknowledge([1, 2])
+    assert box.failure is not None and box.count() == 0
+    box.append([sample(3)])
+    box.acknowledge_events([1])
+    assert [(row.id, row.ts_ms) for row in box.pending()] == [(1, 3)]
+
+
+def test_a_failure_under_a_transaction_another_method_began_moves_once_and_finishes_in_memory(
+    tmp_path: Path,
+) -> None:
+    """The card fails in `used_bytes`, called inside the transaction `enforce_limits` began: the inner call
+    moves the outbox to memory, and the outer one, whose transaction was on the card, runs again there."""
+    box = Outbox(tmp_path / "outbox.db", OutboxLimits(max_bytes=100_000))
+    box.append([sample(ts_ms) for ts_ms in range(2_000)])
+    box._db.close()
+    # Uncached statements, so that the authorizer sees each one as it runs.
+    card = box._db = sqlite3.connect(box.path, isolation_level=None, cached_statements=0)
+
+    def fail_inside_transactions(action: int, name: str | None, *_: object) -> int:
+        refused = action == sqlite3.SQLITE_PRAGMA and name == "freelist_count" and card.in_transaction
+        return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
+
+    card.set_authorizer(fail_inside_transactions)
+    assert not box.enforce_limits(now_ms=0), "nothing to drop in a new outbox in memory"
+    assert box.failure is not None and box.count() == 0
+    box.append([sample(1)])
+    assert box.count() == 1 and box.stats()["samples"] == 1
+
+
+def test_an_outbox_that_cannot_be_opened_starts_in_memory(tmp_path: Path) -> None:
+    (tmp_path / "not-a-directory").write_text("")
+    box = Outbox(tmp_path / "not-a-directory" / "outbox.db")
+    assert box.failure is not None and not box.created and box.ended_cleanly
+    assert box.append([sample(1)]) == [1] and box.count() == 1
+
+
+def test_whether_the_last_run_stopped_cleanly_is_kept_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    assert box.ended_cleanly, "a new file has no unfinished run"
+    box.close()
+    box = Outbox(path)
+    assert box.ended_cleanly
+    box._db.close()  # as kill -9 or a power cut leaves it
+    box = Outbox(path)
+    assert not box.ended_cleanly
+    refuse_writes(box)
+    box.append([sample(1)])
+    box.close()
+    assert not Outbox(path).ended_cleanly, "a run whose card failed could not record its stop"
