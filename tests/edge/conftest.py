@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import shutil
+import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from common.clock import Clock, parse_iso_ms
@@ -25,6 +29,7 @@ from common.wire import (
     school_topic,
 )
 from edge.agent import EdgeAgent
+from edge.outbox import Outbox
 from lokalnie.ports import free_port
 from simulators.server import SiteSimulator
 from tests.conftest import SITES_DIR
@@ -205,3 +210,78 @@ class Disk:
     @staticmethod
     def used(directory: Path) -> int:
         return sum(path.stat().st_size for path in directory.iterdir())
+
+
+def refuse_writes(box: Outbox) -> None:
+    """Make the outbox's file refuse every write from now on, as a card the kernel remounted read-only does
+    (reads still work)."""
+    box._db.close()
+    box._db = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True, isolation_level=None)
+
+
+class FailingCard:
+    """A real ext4 filesystem on a loop device, mounted as a Pi's root is (``errors=remount-ro``), whose
+    failure a test triggers: the kernel then remounts it read-only, as it does a worn SD card."""
+
+    def __init__(self, image: Path, mount_point: Path) -> None:
+        self.image = image
+        self.path = mount_point
+        self.mounted = False
+
+    def mount(self) -> None:
+        self._run("mount", "-o", "loop,errors=remount-ro", str(self.image), str(self.path))
+        self.mounted = True
+
+    def trigger(self) -> Path:
+        """The kernel's switch that records an error on the mounted filesystem (ext4's sysfs)."""
+        source = self._run("findmnt", "-n", "-o", "SOURCE", str(self.path)).strip()
+        return Path("/sys/fs/ext4") / Path(source).name / "trigger_fs_error"
+
+    def fail(self) -> None:
+        """Record a filesystem error, as ext4 does on a write the card refuses: the card goes read-only."""
+        self.trigger().write_text("test: the card fails\n")
+        options = self._run("findmnt", "-n", "-o", "OPTIONS", str(self.path))
+        assert "emergency_ro" in options or options.startswith("ro"), (
+            f"the card should be read-only: {options}"
+        )
+
+    def repair(self) -> None:
+        """What a technician does: unmount, check the filesystem, mount it again."""
+        self.unmount()
+        checked = subprocess.run(["e2fsck", "-fy", str(self.image)], capture_output=True, check=False)
+        # 0: clean; 1: errors corrected.
+        assert checked.returncode in (0, 1), checked.stdout.decode() + checked.stderr.decode()
+        self.mount()
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], check=False)
+            self.mounted = False
+
+    @staticmethod
+    def _run(*command: str) -> str:
+        return subprocess.run(command, capture_output=True, check=True, text=True).stdout
+
+
+@pytest.fixture
+def failing_card(tmp_path: Path) -> Iterator[FailingCard]:
+    """A 32 MB ext4 card (`FailingCard`), where loop devices can be mounted (as root with CAP_SYS_ADMIN)."""
+    if shutil.which("mkfs.ext4") is None or shutil.which("e2fsck") is None:
+        pytest.skip("e2fsprogs is not installed")
+    image = tmp_path / "card.img"
+    with image.open("wb") as file:
+        file.truncate(32 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True, capture_output=True)
+    card = FailingCard(image, tmp_path / "card")
+    card.path.mkdir()
+    try:
+        card.mount()
+    except subprocess.CalledProcessError as error:
+        pytest.skip(f"cannot mount a loop device here: {error.stderr.strip()}")
+    if not card.trigger().exists():
+        card.unmount()
+        pytest.skip("this kernel cannot trigger an ext4 error")
+    try:
+        yield card
+    finally:
+        card.unmount()

@@ -16,7 +16,7 @@ import pytest
 
 from common.wire import Severity
 from edge.outbox import MEMORY_MAX_BYTES, MIN_BYTE_BOUND, NewEvent, NewSample, Outbox, OutboxLimits
-from tests.edge.conftest import Disk
+from tests.edge.conftest import Disk, refuse_writes
 
 WRITER = """
 import sys
@@ -260,13 +260,6 @@ def test_acknowledgement_is_by_row_id_even_for_samples_of_the_same_moment(tmp_pa
     ids = box.append([sample(1000), sample(1000), sample(1000)])
     box.acknowledge([ids[1]])
     assert [row.id for row in box.pending()] == [ids[0], ids[2]]
-
-
-def refuse_writes(box: Outbox) -> None:
-    """Make the outbox's file refuse every write from now on, as a card the kernel remounted read-only does
-    (reads still work)."""
-    box._db.close()
-    box._db = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True, isolation_level=None)
 
 
 def test_a_card_that_stops_taking_writes_moves_the_outbox_to_memory(tmp_path: Path) -> None:

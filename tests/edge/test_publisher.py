@@ -15,7 +15,7 @@ from common.clock import SystemClock
 from edge.outbox import NewSample, Outbox
 from edge.publisher import Publisher, PublisherSettings
 from tests import servers
-from tests.edge.conftest import Collector, wait_for, wait_until
+from tests.edge.conftest import Collector, refuse_writes, wait_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -147,3 +147,45 @@ def test_a_message_no_one_subscribed_to_stays_in_the_outbox_until_someone_is(
         finally:
             for collector in collectors:
                 collector.close()
+
+
+def test_after_the_outbox_moves_to_memory_the_cards_acknowledgements_touch_nothing_there(
+    broker: servers.Broker, tmp_path: Path
+) -> None:
+    """The card fails while a message of its rows is in flight: its acknowledgement, arriving after the
+    outbox moved to memory, must not remove the row of the same number there, and the lanes start afresh."""
+    collector = Collector(broker.url, "pm9", client_id=f"moved-{tmp_path.name}")
+    box = Outbox(tmp_path / "outbox.db")
+    now = SystemClock().now_ms()
+    box.append([NewSample("meter", "grid_meter", now, {"power_w": 1.0})])
+    card_stream = box.stream
+
+    async def scenario() -> None:
+        publisher = Publisher("pm9", box, parse_broker_url(broker.url), SystemClock(), PublisherSettings())
+        real_publish = publisher._client.publish
+
+        def failing_the_card_after_the_first(topic: str, payload: bytes, **options: object) -> object:
+            sent = real_publish(topic, payload, **options)  # type: ignore[arg-type]
+            if topic.endswith("/telemetry") and box.failure is None:
+                refuse_writes(box)
+                box.append([NewSample("meter", "grid_meter", now + 1, {"power_w": 2.0})])
+            return sent
+
+        publisher._client.publish = failing_the_card_after_the_first  # type: ignore[method-assign,assignment]
+        stop = asyncio.Event()
+        publisher.start()
+        running = asyncio.create_task(publisher.run(stop))
+        await wait_until(lambda: box.failure is not None and box.count() == 0, 10, "the memory's sample sent")
+        stop.set()
+        await running
+        await publisher.stop()
+
+    try:
+        asyncio.run(scenario())
+        wait_for(lambda: len(collector.seqs()) >= 2, 10, "both samples")
+    finally:
+        collector.close()
+    received = [
+        (batch.stream == card_stream, sample.ts_ms) for batch in collector.batches for sample in batch.samples
+    ]
+    assert received == [(True, now), (False, now + 1)]

@@ -1,15 +1,20 @@
 """A card short of room for the outbox: the agent says so (a warning for the caretaker and the city) and
-keeps polling; the outbox keeps within the room (tests/edge/test_outbox.py)."""
+keeps polling; the outbox keeps within the room (tests/edge/test_outbox.py). A card that fails: the agent
+goes on from memory and says so."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+from common.clock import ManualClock
 from common.wire import Severity
+from edge.agent import EdgeAgent
 from edge.outbox import Outbox, OutboxLimits
+from edge.publisher import PublisherSettings
 from simulators.server import SiteSimulator
-from tests.edge.conftest import NOON_MS, Disk
+from tests import servers
+from tests.edge.conftest import NOON_MS, Collector, Disk, FailingCard, running, wait_for, wait_until
 from tests.edge.test_clock_hold import PERIOD_MS, SITE, meter_agent
 from tests.edge.test_fault_events import SettableClock
 
@@ -38,3 +43,58 @@ def test_an_agent_on_a_card_short_of_room_raises_storage_low_and_clears_it_when_
         ("storage_low", True, Severity.WARNING),
         ("storage_low", False, Severity.WARNING),
     ]
+
+
+def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_clears_it(
+    broker: servers.Broker, failing_card: FailingCard
+) -> None:
+    """A real ext4 card goes read-only under the agent (as a worn SD card does): the agent keeps polling and
+    sends every reading from memory under a new stream, raises ``storage_failed`` (critical), and the run
+    after the card is repaired clears it."""
+    path = failing_card.path / "outbox.db"
+    settings = PublisherSettings(backfill_delay_max_s=0)
+    # Bounds the 32 MB card can hold, so that only its failure is in question.
+    limits = OutboxLimits(max_bytes=4_000_000, disk_reserve_bytes=1_000_000)
+
+    async def poll_until(agent: EdgeAgent, clock: ManualClock, polls: range) -> None:
+        for poll in polls:
+            moment = NOON_MS + poll * PERIOD_MS
+            await clock.advance_to(moment)
+            await wait_until(lambda moment=moment: agent.last_poll_ms >= moment, 10, f"poll {poll}")
+
+    async def scenario() -> tuple[str | None, str | None]:
+        clock = ManualClock(NOON_MS)
+        async with SiteSimulator(SITE, clock):
+            agent = meter_agent(Outbox(path, limits), broker.url, clock, publisher_settings=settings)
+            async with running(agent):
+                await poll_until(agent, clock, range(1, 4))
+                await wait_until(lambda: agent.outbox.count() == 0, 10, "the card's samples acknowledged")
+                failing_card.fail()
+                await poll_until(agent, clock, range(4, 9))
+                await wait_until(lambda: agent.outbox.count() == 0, 10, "the samples in memory acknowledged")
+                first_failure = agent.outbox.failure
+            await asyncio.to_thread(failing_card.repair)
+            # Half a period on, so that the next run's first poll is the next moment, not the last one again.
+            await clock.advance_to(NOON_MS + 8 * PERIOD_MS + PERIOD_MS // 2)
+            agent = meter_agent(Outbox(path, limits), broker.url, clock, publisher_settings=settings)
+            async with running(agent):
+                await poll_until(agent, clock, range(9, 12))
+                await wait_until(lambda: agent.outbox.count_events() == 0, 10, "the events acknowledged")
+                return first_failure, agent.outbox.failure
+
+    collector = Collector(broker.url, SITE.id, client_id="failing-card")
+    try:
+        first_failure, second_failure = asyncio.run(scenario())
+        wait_for(lambda: len(collector.seqs()) >= 11, 10, "every reading on the broker")
+    finally:
+        collector.close()
+    assert first_failure is not None and "SQLITE_IOERR" in first_failure and second_failure is None
+    streams = [batch.stream for batch in collector.batches]
+    card = streams[0]
+    memory = next(stream for stream in streams if stream != card)
+    received = sorted((sample.ts_ms, batch.stream) for batch in collector.batches for sample in batch.samples)
+    assert received == [
+        (NOON_MS + poll * PERIOD_MS, memory if 4 <= poll <= 8 else card) for poll in range(1, 12)
+    ]
+    storage = [(e.stream, e.active, e.severity) for e in collector.events if e.code == "storage_failed"]
+    assert storage == [(memory, True, Severity.CRITICAL), (card, False, Severity.CRITICAL)]
