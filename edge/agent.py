@@ -249,7 +249,8 @@ class EdgeAgent:
         events += clock_events + self._check_outbox(now_ms)
         self._append_events(events)
         # Last, so that a card failing under any of this poll's writes is told at once, from memory.
-        storage_events = self.health.storage_written(now_ms, self.outbox.failure)
+        trusted = self.clock_synchronized is None or self.clock_synchronized()
+        storage_events = self.health.storage_written(now_ms, self.outbox.failure, trusted)
         self._append_events(storage_events)
         if self.publisher is not None and (ids or events or storage_events):
             self.publisher.wake()

@@ -479,14 +479,19 @@ class HealthMonitor:
         )
         return [event] if event else []
 
-    def storage_written(self, ts_ms: int, failure: str | None) -> list[NewEvent]:
-        """The events of one look at whether the card takes the outbox's writes (``failure``: why not)."""
+    def storage_written(self, ts_ms: int, failure: str | None, clock_trusted: bool = True) -> list[NewEvent]:
+        """The events of one look at whether the card takes the outbox's writes (``failure``: why not).
+
+        Not cleared while the clock is not trusted: a Pi restarted on a repaired card starts with the time it
+        saved before the card failed, and a clear dated before the raise would change nothing in the cloud.
+        """
         event = self.conditions.observe(
             None,
             STORAGE_FAILED,
             ts_ms,
             None if failure is None else Problem(Severity.CRITICAL, CARD_FAILED_PL, {"error": failure}),
             cleared_pl=lambda: "Karta pamięci komputera szkoły znów przyjmuje zapis.",
+            evidence=failure is not None or clock_trusted,
         )
         return [event] if event else []
 

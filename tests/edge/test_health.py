@@ -245,6 +245,27 @@ def test_an_outbox_full_for_want_of_room_on_the_card_says_so() -> None:
     assert "brakuje miejsca" in dropped[0].message_pl and "internet" not in dropped[0].message_pl
 
 
+def test_a_card_that_fails_is_critical_at_once_and_clears_after_a_restart_once_the_clock_is_trusted() -> None:
+    failing = HealthMonitor()
+    assert failing.storage_written(0, None) == []
+    raised = failing.storage_written(1, "SQLITE_IOERR_WRITE: disk I/O error")
+    assert codes(raised) == [("storage_failed", True)] and raised[0].severity is Severity.CRITICAL
+    assert "wymienić" in raised[0].message_pl and raised[0].details == {
+        "error": "SQLITE_IOERR_WRITE: disk I/O error"
+    }
+    assert failing.storage_written(2, "SQLITE_IOERR_WRITE: disk I/O error") == [], "raised once"
+
+    # The next run, after the card was repaired, does not know what the last one raised from memory.
+    restarted = HealthMonitor()
+    restarted.after_unclean_stop()
+    assert [restarted.storage_written(t, None, clock_trusted=False) for t in (3, 4, 5)] == [[], [], []], (
+        "a clear dated by a clock not yet set could be older than the raise, and change nothing"
+    )
+    assert restarted.storage_written(6, None) == []
+    cleared = restarted.storage_written(7, None)
+    assert codes(cleared) == [("storage_failed", False)] and cleared[0].ts_ms == 7
+
+
 def test_a_restarted_agent_clears_what_an_earlier_run_raised_once_it_is_over(
     inverter_profile: Profile,
 ) -> None:
@@ -297,6 +318,7 @@ def test_every_event_fits_the_wire_contract(inverter_profile: Profile) -> None:
     events += monitor.device_polled(METER, load_profile(PROFILES_DIR, "eastron-sdm630"), 0, good())
     events += monitor.clock_checked(0, -45_000) + monitor.outbox_checked(0, Dropped(3, 0, 5, 3), 1.0)
     events += [*monitor.certificate_checked(0, 86_400_000), monitor.outbox_created(0)]
+    events += monitor.storage_written(0, "SQLITE_IOERR_WRITE: disk I/O error")
     assert events
     for seq, event in enumerate(events, start=1):
         HealthEvent(
