@@ -16,7 +16,7 @@ import pytest
 
 from common.wire import Severity
 from edge.outbox import MEMORY_MAX_BYTES, MIN_BYTE_BOUND, NewEvent, NewSample, Outbox, OutboxLimits
-from tests.edge.conftest import Disk, refuse_writes
+from tests.edge.conftest import Disk, FailingCard, refuse_writes
 
 WRITER = """
 import sys
@@ -337,3 +337,24 @@ def test_whether_the_last_run_stopped_cleanly_is_kept_in_the_file(tmp_path: Path
     box.append([sample(1)])
     box.close()
     assert not Outbox(path).ended_cleanly, "a run whose card failed could not record its stop"
+
+
+def test_on_a_real_card_gone_read_only_the_outbox_goes_on_in_memory_and_so_does_the_next_start(
+    failing_card: FailingCard,
+) -> None:
+    """ext4 remounted read-only by the kernel, as a worn card is: SQLite's writes fail with "disk I/O
+    error"; a new start on the same card (systemd restarting the agent) opens the file but cannot write."""
+    path = failing_card.path / "outbox.db"
+    box = Outbox(path)
+    box.append([sample(1)])
+    failing_card.fail()
+    assert box.append([sample(2)]) == [1] and box.failure is not None and "SQLITE_IOERR" in box.failure
+    box.close()
+    again = Outbox(path)
+    assert again.failure is not None and not again.created and again.append([sample(3)]) == [1]
+    again.close()
+    failing_card.repair()
+    repaired = Outbox(path)
+    assert repaired.failure is None and not repaired.ended_cleanly
+    assert [row.ts_ms for row in repaired.pending()] == [1], "what waited on the card is still there"
+    repaired.close()
