@@ -144,9 +144,10 @@ class OutboxLimits:
 
 # However full the card, the outbox keeps room for this much (a few hours of a school's samples) [bytes].
 MIN_BYTE_BOUND = 1024 * 1024
-# The most an outbox moved to memory holds, out of a Pi's 1 GB or more: about nine days of a school with two
-# devices polled every 10 s (a sample takes about 210 bytes) [bytes].
-MEMORY_MAX_BYTES = 32 * 1024 * 1024
+# The most an outbox moved to memory holds: about four and a half days of a school with two devices polled
+# every 10 s (a sample takes about 210 bytes); full, it adds about 19 MB to the agent's 49 MB, within the
+# 80 MB it may take beside the kiosk's browser (bench/bench_edge_memory.py) [bytes].
+MEMORY_MAX_BYTES = 16 * 1024 * 1024
 
 
 def disk_free_bytes(directory: Path) -> int:
@@ -168,6 +169,27 @@ class Dropped:
         return bool(self.samples or self.events)
 
 
+# SQLite's primary result codes that mean the storage under the file fails, not the program
+# (https://www.sqlite.org/rescode.html): a lock another process holds (SQLITE_BUSY) or a broken constraint
+# is no reason to leave the card.
+_CARD_FAILURES = frozenset(
+    {
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def card_failed(error: sqlite3.Error) -> bool:
+    """Whether SQLite's error says the storage fails (its primary result code, `_CARD_FAILURES`)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _CARD_FAILURES
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -181,9 +203,10 @@ def _falls_back(method: Callable[Concatenate[Outbox, _P], _R]) -> Callable[Conca
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as error:
-            if not on_card:
-                raise
             # A method it called may have moved already, leaving this one's transaction on the closed card.
+            moved_meanwhile = on_card and self.failure is not None
+            if not (moved_meanwhile or (on_card and card_failed(error))):
+                raise
             if self.failure is None:
                 self._move_to_memory(error)
             return method(self, *args, **kwargs)
@@ -203,7 +226,8 @@ def _forgets_on_failure(
         try:
             method(self, *args, **kwargs)
         except sqlite3.Error as error:
-            if not on_card:
+            moved_meanwhile = on_card and self.failure is not None
+            if not (moved_meanwhile or (on_card and card_failed(error))):
                 raise
             if self.failure is None:
                 self._move_to_memory(error)
@@ -235,6 +259,8 @@ class Outbox:
             self.ended_cleanly = self._meta("run") != "running"
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('run', 'running')")
         except (sqlite3.Error, OSError) as error:
+            if isinstance(error, sqlite3.Error) and not card_failed(error):
+                raise
             self.created, self.ended_cleanly = False, True
             self._move_to_memory(error)
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])

@@ -11,11 +11,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import MethodType
 
 import pytest
 
 from common.wire import Severity
-from edge.outbox import MEMORY_MAX_BYTES, MIN_BYTE_BOUND, NewEvent, NewSample, Outbox, OutboxLimits
+from edge.outbox import (
+    MEMORY_MAX_BYTES,
+    MIN_BYTE_BOUND,
+    NewEvent,
+    NewSample,
+    Outbox,
+    OutboxLimits,
+    _falls_back,
+)
 from tests.edge.conftest import Disk, FailingCard, refuse_writes
 
 WRITER = """
@@ -301,19 +310,31 @@ def test_a_failure_under_a_transaction_another_method_began_moves_once_and_finis
     moves the outbox to memory, and the outer one, whose transaction was on the card, runs again there."""
     box = Outbox(tmp_path / "outbox.db", OutboxLimits(max_bytes=100_000))
     box.append([sample(ts_ms) for ts_ms in range(2_000)])
-    box._db.close()
-    # Uncached statements, so that the authorizer sees each one as it runs.
-    card = box._db = sqlite3.connect(box.path, isolation_level=None, cached_statements=0)
+    used_bytes = Outbox.used_bytes.__wrapped__  # type: ignore[attr-defined]
 
-    def fail_inside_transactions(action: int, name: str | None, *_: object) -> int:
-        refused = action == sqlite3.SQLITE_PRAGMA and name == "freelist_count" and card.in_transaction
-        return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
+    def failing_inside_transactions(self: Outbox) -> int:
+        if self.failure is None and self._db.in_transaction:
+            error = sqlite3.OperationalError("disk I/O error")
+            error.sqlite_errorcode = sqlite3.SQLITE_IOERR_READ  # type: ignore[attr-defined]
+            raise error
+        return int(used_bytes(self))
 
-    card.set_authorizer(fail_inside_transactions)
+    box.used_bytes = MethodType(_falls_back(failing_inside_transactions), box)  # type: ignore[method-assign]
     assert not box.enforce_limits(now_ms=0), "nothing to drop in a new outbox in memory"
     assert box.failure is not None and box.count() == 0
     box.append([sample(1)])
     assert box.count() == 1 and box.stats()["samples"] == 1
+
+
+def test_a_lock_another_process_holds_is_no_failure_of_the_card(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    box._db.execute("PRAGMA busy_timeout = 50")
+    technician = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+    technician.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        box.append([sample(1)])
+    technician.execute("ROLLBACK")
+    assert box.failure is None and box.append([sample(2)]) == [1]
 
 
 def test_an_outbox_that_cannot_be_opened_starts_in_memory(tmp_path: Path) -> None:
