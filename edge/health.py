@@ -490,7 +490,8 @@ class HealthMonitor:
             STORAGE_FAILED,
             ts_ms,
             None if failure is None else Problem(Severity.CRITICAL, CARD_FAILED_PL, {"error": failure}),
-            cleared_pl=lambda: "Karta pamięci komputera szkoły znów przyjmuje zapis.",
+            # Also sent after a power cut, when nothing may have failed (`after_unclean_stop`): true either way.
+            cleared_pl=lambda: "Zapis na karcie pamięci komputera szkoły działa.",
             evidence=failure is not None or clock_trusted,
         )
         return [event] if event else []
