@@ -490,7 +490,7 @@ class HealthMonitor:
             STORAGE_FAILED,
             ts_ms,
             None if failure is None else Problem(Severity.CRITICAL, CARD_FAILED_PL, {"error": failure}),
-            # Also sent after a power cut, when nothing may have failed (`after_unclean_stop`): true either way.
+            # Also sent after a power cut, when nothing may have failed (`after_unclean_stop`): true anyway.
             cleared_pl=lambda: "Zapis na karcie pamięci komputera szkoły działa.",
             evidence=failure is not None or clock_trusted,
         )
