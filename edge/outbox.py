@@ -19,8 +19,9 @@ health event: nothing is ever dropped silently.
 A card that stops taking writes (a worn SD card: the kernel remounts it read-only, SQLite says "disk I/O
 error") must not stop the school's readings: at the first failure the outbox moves to a database in memory,
 with a new stream, and carries on there (`failure` says why; the agent raises ``storage_failed``). Whatever
-waited on the card stays there, to be sent once the card works again; the readings taken from then on live
-in memory, within `MEMORY_MAX_BYTES`, and a restart loses those not yet sent. An outbox that cannot even be
+waited on the card stays there and is still read from it (`LeftOnCard`), to be sent under the card's stream;
+the readings taken from then on live in memory, within `MEMORY_MAX_BYTES`, and a restart loses those not
+yet sent. An outbox that cannot even be
 opened for writing starts in memory. Whether the last run stopped cleanly is kept in the file
 (`ended_cleanly`): a run that lost its card could not record it.
 """
@@ -249,6 +250,8 @@ class Outbox:
         self._disk_free = disk_free
         # Why the card was given up for memory ("SQLITE_IOERR_WRITE: disk I/O error"); None while it works.
         self.failure: str | None = None
+        # Once moved to memory: what waited on the card, still to be sent from it.
+        self.left_on_card: LeftOnCard | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._open(str(path))
@@ -282,14 +285,36 @@ class Outbox:
             self.path,
             self.failure,
         )
-        card = getattr(self, "_db", None)
-        if card is not None:
-            # The card's rows stay where they are; closing may fail on a card that fails.
-            with contextlib.suppress(sqlite3.Error):
-                card.close()
+        self.left_on_card = self._card_to_read(getattr(self, "_db", None), getattr(self, "stream", None))
         self.limits = replace(self.limits, max_bytes=min(self.limits.max_bytes, MEMORY_MAX_BYTES))
         self._db = self._open(":memory:")
         self.stream = self._new_stream()
+
+    def _card_to_read(self, card: sqlite3.Connection | None, stream: str | None) -> LeftOnCard | None:
+        """The card, to read what waited on it: through the connection open on it, or else as a file that
+        cannot change (a file closed cleanly on a card gone read-only: SQLite opens a database in WAL mode by
+        writing its shared-memory file, which it cannot, unless told the file is immutable)."""
+        if card is not None and stream is not None:
+            # A failed write may have left its transaction open; the card is only read from now on.
+            with contextlib.suppress(sqlite3.Error):
+                if card.in_transaction:
+                    card.execute("ROLLBACK")
+            return LeftOnCard(card, stream)
+        if card is not None:
+            with contextlib.suppress(sqlite3.Error):
+                card.close()
+        try:
+            card = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+        except sqlite3.Error:
+            return None
+        try:
+            row = card.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+        except sqlite3.Error:
+            row = None
+        if row is None:
+            card.close()
+            return None
+        return LeftOnCard(card, str(row[0]))
 
     def _new_stream(self) -> str:
         stream = secrets.token_hex(8)
@@ -318,12 +343,7 @@ class Outbox:
     @_falls_back
     def pending(self, after_id: int = 0, limit: int = 100, upto_id: int | None = None) -> list[StoredSample]:
         """Unacknowledged samples with a row id above ``after_id`` (and at most ``upto_id``), oldest first."""
-        rows = self._db.execute(
-            "SELECT id, device, kind, ts_ms, values_json FROM outbox "
-            "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (after_id, upto_id if upto_id is not None else 2**63 - 1, limit),
-        ).fetchall()
-        return [StoredSample(row[0], row[1], row[2], row[3], json.loads(row[4])) for row in rows]
+        return _read_samples(self._db, after_id, limit, upto_id)
 
     @_falls_back
     def last_id_before(self, ts_ms: int) -> int:
@@ -474,24 +494,7 @@ class Outbox:
 
     @_falls_back
     def pending_events(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
-        rows = self._db.execute(
-            "SELECT id, device, code, severity, active, ts_ms, message_pl, details_json FROM events "
-            "WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        ).fetchall()
-        return [
-            StoredEvent(
-                id=row[0],
-                device=row[1],
-                code=row[2],
-                severity=Severity(row[3]),
-                active=bool(row[4]),
-                ts_ms=row[5],
-                message_pl=row[6],
-                details=json.loads(row[7]),
-            )
-            for row in rows
-        ]
+        return _read_events(self._db, after_id, limit)
 
     @_forgets_on_failure
     def acknowledge_events(self, ids: Iterable[int]) -> None:
@@ -624,10 +627,81 @@ class Outbox:
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('run', 'stopped')")
             except sqlite3.Error as error:
                 log.error("the outbox %s cannot record a clean stop: %s", self.path, error)
+        if self.left_on_card is not None:
+            self.left_on_card.close()
         self._db.close()
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+class LeftOnCard:
+    """What waited on the card when the outbox moved to memory, read from it as long as the card reads: the
+    publisher sends it under the card's stream, and since nothing can be removed from the card, it is sent
+    again after a restart (the cloud drops what it already has)."""
+
+    def __init__(self, db: sqlite3.Connection, stream: str) -> None:
+        self._db: sqlite3.Connection | None = db
+        self.stream = stream
+
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[StoredSample]:
+        """The card's samples with a row id above ``after_id``, oldest first; none once the card cannot be
+        read."""
+        return self._read(lambda db: _read_samples(db, after_id, limit, None))
+
+    def pending_events(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
+        return self._read(lambda db: _read_events(db, after_id, limit))
+
+    def _read(self, read: Callable[[sqlite3.Connection], list[_Row]]) -> list[_Row]:
+        if self._db is None:
+            return []
+        try:
+            return read(self._db)
+        except sqlite3.Error as error:
+            log.error("the card no longer reads either (%s); what waited on it stays there", error)
+            self.close()
+            return []
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+
+_Row = TypeVar("_Row", StoredSample, StoredEvent)
+
+
+def _read_samples(
+    db: sqlite3.Connection, after_id: int, limit: int, upto_id: int | None
+) -> list[StoredSample]:
+    rows = db.execute(
+        "SELECT id, device, kind, ts_ms, values_json FROM outbox "
+        "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        (after_id, upto_id if upto_id is not None else 2**63 - 1, limit),
+    ).fetchall()
+    return [StoredSample(row[0], row[1], row[2], row[3], json.loads(row[4])) for row in rows]
+
+
+def _read_events(db: sqlite3.Connection, after_id: int, limit: int) -> list[StoredEvent]:
+    rows = db.execute(
+        "SELECT id, device, code, severity, active, ts_ms, message_pl, details_json FROM events "
+        "WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    return [
+        StoredEvent(
+            id=row[0],
+            device=row[1],
+            code=row[2],
+            severity=Severity(row[3]),
+            active=bool(row[4]),
+            ts_ms=row[5],
+            message_pl=row[6],
+            details=json.loads(row[7]),
+        )
+        for row in rows
+    ]
 
 
 class _Transaction:

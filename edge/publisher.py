@@ -8,7 +8,10 @@ Three lanes share the connection, in this order of priority:
 3. **backfill**: the backlog older than that, sent oldest first with ``backfill`` true, after a random start
    delay (so that 16 schools coming back together do not flood the cloud at once), at most
    `PublisherSettings.backfill_samples_per_s`, and never taking the in-flight slots the live lane needs, so
-   that live data keeps flowing beside it.
+   that live data keeps flowing beside it;
+4. **card**: once the outbox has moved to memory because its card failed (`edge.outbox`), what waited on the
+   card — its events, then its samples as backfill, under the card's stream, paced with the backlog. Nothing
+   can be removed from the card, so an acknowledgement only moves the lane on.
 
 paho runs its network loop in its own thread (connecting, reconnecting with backoff, resending unacknowledged
 QoS 1 messages after a reconnect); its callbacks are handed to the agent's asyncio loop, which owns the
@@ -64,7 +67,7 @@ NO_SUBSCRIBER_PAUSE_S = 3.0
 # that a message paho lost can never hold an in-flight slot for ever [s].
 INFLIGHT_EXPIRY_S = 120.0
 
-Lane = Literal["events", "live", "backfill"]
+Lane = Literal["events", "live", "backfill", "card_events", "card"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class Publisher:
         self._live_after = 0
         self._backlog_after = 0
         self._backlog_upto = 0
+        self._card_events_after = 0
+        self._card_after = 0
         self._backfill_from = 0.0
         self._tokens = 0.0
         self._tokens_at = 0.0
@@ -140,6 +145,7 @@ class Publisher:
         self.acknowledged_samples = 0
         self.acknowledged_backfill = 0
         self.acknowledged_events = 0
+        self.acknowledged_from_card = 0
 
     @property
     def connected(self) -> bool:
@@ -182,13 +188,15 @@ class Publisher:
             return False
         if len(self._inflight) >= MAX_INFLIGHT_MESSAGES:
             return False
-        return self._send_event() or self._send_live() or self._send_backfill()
+        return self._send_event() or self._send_live() or self._send_backfill() or self._send_left_on_card()
 
     def _send_event(self) -> bool:
         events = self.outbox.pending_events(after_id=self._events_after, limit=1)
         if not events:
             return False
-        self._publish(self._events_topic, encode(self._event(events[0])), "events", [events[0].id])
+        self._publish(
+            self._events_topic, encode(self._event(events[0], self.outbox.stream)), "events", [events[0].id]
+        )
         self._events_after = events[0].id
         return True
 
@@ -214,25 +222,53 @@ class Publisher:
             self._backlog_after = self._backlog_upto
             log.info("school %s: backlog replayed", self.school_id)
             return False
-        rate = self.settings.backfill_samples_per_s
-        if rate > 0:
-            # A token bucket holding one batch: a full batch (or the backlog's last rows) goes when paid for.
-            self._tokens = min(self._tokens + (now - self._tokens_at) * rate, float(limit))
-            self._tokens_at = now
-            if self._tokens < len(rows):
-                return False
-            self._tokens -= len(rows)
+        if not self._paid_for(len(rows), limit):
+            return False
         self._send_samples(rows, "backfill")
         self._backlog_after = rows[-1].id
         return True
 
-    def _send_samples(self, rows: list[StoredSample], lane: Lane) -> None:
-        """Publish rows as one batch, or as several if one would be over the payload limit."""
-        payload = encode(self._batch(rows, backfill=lane == "backfill"))
+    def _paid_for(self, count: int, limit: int) -> bool:
+        """Whether ``count`` samples may go now at `PublisherSettings.backfill_samples_per_s`: a token bucket
+        holding one batch (``limit``), so a full batch (or a backlog's last rows) goes when paid for."""
+        rate = self.settings.backfill_samples_per_s
+        if rate <= 0:
+            return True
+        now = self._loop.time()
+        self._tokens = min(self._tokens + (now - self._tokens_at) * rate, float(limit))
+        self._tokens_at = now
+        if self._tokens < count:
+            return False
+        self._tokens -= count
+        return True
+
+    def _send_left_on_card(self) -> bool:
+        card = self.outbox.left_on_card
+        if card is None or len(self._inflight) >= MAX_INFLIGHT_MESSAGES - RESERVED_FOR_LIVE:
+            return False
+        events = card.pending_events(after_id=self._card_events_after, limit=1)
+        if events:
+            payload = encode(self._event(events[0], card.stream))
+            self._publish(self._events_topic, payload, "card_events", [events[0].id])
+            self._card_events_after = events[0].id
+            return True
+        limit = min(self.settings.backfill_batch_size, MAX_SAMPLES_PER_BATCH)
+        rows = card.pending(after_id=self._card_after, limit=limit)
+        if not rows or not self._paid_for(len(rows), limit):
+            return False
+        self._send_samples(rows, "card", card.stream)
+        self._card_after = rows[-1].id
+        return True
+
+    def _send_samples(self, rows: list[StoredSample], lane: Lane, stream: str | None = None) -> None:
+        """Publish rows as one batch (of the outbox's stream unless another is given), or as several if one
+        would be over the payload limit."""
+        stream = stream or self.outbox.stream
+        payload = encode(self._batch(rows, stream, backfill=lane in ("backfill", "card")))
         if len(payload) > MAX_PAYLOAD_BYTES and len(rows) > 1:
             half = len(rows) // 2
-            self._send_samples(rows[:half], lane)
-            self._send_samples(rows[half:], lane)
+            self._send_samples(rows[:half], lane, stream)
+            self._send_samples(rows[half:], lane, stream)
             return
         self._publish(self._telemetry_topic, payload, lane, [row.id for row in rows])
 
@@ -241,7 +277,7 @@ class Publisher:
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)
         self._inflight[info.mid] = _Inflight(lane, ids, self._loop.time())
 
-    def _batch(self, rows: list[StoredSample], *, backfill: bool) -> TelemetryBatch:
+    def _batch(self, rows: list[StoredSample], stream: str, *, backfill: bool) -> TelemetryBatch:
         samples = [
             Sample(
                 seq=row.id, device=row.device, kind=DeviceKind(row.kind), ts_ms=row.ts_ms, values=row.values
@@ -250,16 +286,16 @@ class Publisher:
         ]
         return TelemetryBatch(
             school=self.school_id,
-            stream=self.outbox.stream,
+            stream=stream,
             backfill=backfill,
             sent_ms=self.clock.now_ms(),
             samples=samples,
         )
 
-    def _event(self, event: StoredEvent) -> HealthEvent:
+    def _event(self, event: StoredEvent, stream: str) -> HealthEvent:
         return HealthEvent(
             school=self.school_id,
-            stream=self.outbox.stream,
+            stream=stream,
             seq=event.id,
             device=event.device,
             code=event.code,
@@ -359,8 +395,12 @@ class Publisher:
             self._events_after = min(self._events_after, first)
         elif inflight.lane == "live":
             self._live_after = min(self._live_after, first)
-        else:
+        elif inflight.lane == "backfill":
             self._backlog_after = min(self._backlog_after, first)
+        elif inflight.lane == "card_events":
+            self._card_events_after = min(self._card_events_after, first)
+        else:
+            self._card_after = min(self._card_after, first)
 
     def _follow_stream(self) -> None:
         """Start afresh on an outbox that moved to memory (its card failed): its rows are numbered anew, and
@@ -372,6 +412,7 @@ class Publisher:
         self._stream = self.outbox.stream
         self._inflight.clear()
         self._events_after = self._live_after = self._backlog_after = self._backlog_upto = 0
+        self._card_events_after = self._card_after = 0
 
     def _acknowledged(self, mid: int, pause_s: float, reason: str) -> None:
         """The broker's answer to a message; `pause_s` > 0 when it did not reach a subscriber."""
@@ -385,7 +426,9 @@ class Publisher:
             self._rewind(inflight)
             self._paused_until = max(self._paused_until, self._loop.time() + pause_s)
             return
-        if inflight.lane == "events":
+        if inflight.lane in ("card_events", "card"):
+            self.acknowledged_from_card += len(inflight.ids)
+        elif inflight.lane == "events":
             self.outbox.acknowledge_events(inflight.ids)
             self.acknowledged_events += len(inflight.ids)
         else:

@@ -12,7 +12,8 @@ import pytest
 
 from common.broker import parse_broker_url
 from common.clock import SystemClock
-from edge.outbox import NewSample, Outbox
+from common.wire import Severity
+from edge.outbox import NewEvent, NewSample, Outbox
 from edge.publisher import Publisher, PublisherSettings
 from tests import servers
 from tests.edge.conftest import Collector, refuse_writes, wait_for, wait_until
@@ -188,4 +189,48 @@ def test_after_the_outbox_moves_to_memory_the_cards_acknowledgements_touch_nothi
     received = [
         (batch.stream == card_stream, sample.ts_ms) for batch in collector.batches for sample in batch.samples
     ]
-    assert received == [(True, now), (False, now + 1)]
+    # The card's sample goes again from the card (its acknowledgement could not remove it there; the cloud
+    # drops the copy); memory's goes once.
+    assert received[:2] == [(True, now), (False, now + 1)] and set(received[2:]) <= {(True, now)}
+
+
+def test_what_waited_on_the_card_when_it_failed_is_sent_from_it_under_its_stream(
+    broker: servers.Broker, tmp_path: Path
+) -> None:
+    """A school offline when its card fails: the backlog on the card is still read from it and sent as
+    backfill under the card's stream, beside what the outbox keeps in memory from then on."""
+    collector = Collector(broker.url, "pm10", client_id=f"card-{tmp_path.name}")
+    box = Outbox(tmp_path / "outbox.db")
+    hour_ago = SystemClock().now_ms() - 3_600_000
+    box.append([NewSample("meter", "grid_meter", hour_ago + i, {"power_w": float(i)}) for i in range(300)])
+    box.append_events([NewEvent(None, "clock_jump", Severity.WARNING, True, hour_ago, "Zegar przeskoczył.")])
+    card_stream = box.stream
+    refuse_writes(box)
+    box.append([NewSample("meter", "grid_meter", hour_ago + 3_600_000, {"power_w": 1.0})])
+    settings = PublisherSettings(backfill_samples_per_s=0, backfill_delay_max_s=0)
+
+    async def scenario() -> int:
+        publisher = Publisher("pm10", box, parse_broker_url(broker.url), SystemClock(), settings)
+        stop = asyncio.Event()
+        publisher.start()
+        running = asyncio.create_task(publisher.run(stop))
+        await wait_until(lambda: publisher.acknowledged_from_card >= 301, 10, "the card's rows")
+        await wait_until(lambda: box.count() == 0, 10, "the sample in memory")
+        stop.set()
+        await running
+        await publisher.stop()
+        return publisher.acknowledged_from_card
+
+    try:
+        assert asyncio.run(scenario()) == 301, "each of the card's rows sent once while the agent runs"
+        wait_for(lambda: len(collector.seqs()) >= 301 and collector.events, 10, "everything on the broker")
+    finally:
+        collector.close()
+    from_card = [s.seq for b in collector.batches if b.stream == card_stream for s in b.samples]
+    assert from_card == list(range(1, 301)) and all(
+        b.backfill for b in collector.batches if b.stream == card_stream
+    )
+    assert [(b.stream, [s.seq for s in b.samples]) for b in collector.batches if b.stream != card_stream] == [
+        (box.stream, [1])
+    ]
+    assert [(e.stream, e.code) for e in collector.events] == [(card_stream, "clock_jump")]

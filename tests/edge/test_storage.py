@@ -10,7 +10,7 @@ from pathlib import Path
 from common.clock import ManualClock
 from common.wire import Severity
 from edge.agent import EdgeAgent
-from edge.outbox import Outbox, OutboxLimits
+from edge.outbox import NewSample, Outbox, OutboxLimits
 from edge.publisher import PublisherSettings
 from simulators.server import SiteSimulator
 from tests import servers
@@ -45,6 +45,19 @@ def test_an_agent_on_a_card_short_of_room_raises_storage_low_and_clears_it_when_
     ]
 
 
+# Bounds a 32 MB card can hold, so that only its failure is in question.
+CARD_LIMITS = OutboxLimits(max_bytes=4_000_000, disk_reserve_bytes=1_000_000)
+SETTINGS = PublisherSettings(backfill_delay_max_s=0)
+
+
+async def poll_until(agent: EdgeAgent, clock: ManualClock, polls: range) -> None:
+    """Move the clock to each of the poll moments and wait for the agent to poll."""
+    for poll in polls:
+        moment = NOON_MS + poll * PERIOD_MS
+        await clock.advance_to(moment)
+        await wait_until(lambda moment=moment: agent.last_poll_ms >= moment, 10, f"poll {poll}")
+
+
 def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_clears_it(
     broker: servers.Broker, failing_card: FailingCard
 ) -> None:
@@ -52,20 +65,11 @@ def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_cl
     sends every reading from memory under a new stream, raises ``storage_failed`` (critical), and the run
     after the card is repaired clears it."""
     path = failing_card.path / "outbox.db"
-    settings = PublisherSettings(backfill_delay_max_s=0)
-    # Bounds the 32 MB card can hold, so that only its failure is in question.
-    limits = OutboxLimits(max_bytes=4_000_000, disk_reserve_bytes=1_000_000)
-
-    async def poll_until(agent: EdgeAgent, clock: ManualClock, polls: range) -> None:
-        for poll in polls:
-            moment = NOON_MS + poll * PERIOD_MS
-            await clock.advance_to(moment)
-            await wait_until(lambda moment=moment: agent.last_poll_ms >= moment, 10, f"poll {poll}")
 
     async def scenario() -> tuple[str | None, str | None]:
         clock = ManualClock(NOON_MS)
         async with SiteSimulator(SITE, clock):
-            agent = meter_agent(Outbox(path, limits), broker.url, clock, publisher_settings=settings)
+            agent = meter_agent(Outbox(path, CARD_LIMITS), broker.url, clock, publisher_settings=SETTINGS)
             async with running(agent):
                 await poll_until(agent, clock, range(1, 4))
                 await wait_until(lambda: agent.outbox.count() == 0, 10, "the card's samples acknowledged")
@@ -76,7 +80,7 @@ def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_cl
             await asyncio.to_thread(failing_card.repair)
             # Half a period on, so that the next run's first poll is the next moment, not the last one again.
             await clock.advance_to(NOON_MS + 8 * PERIOD_MS + PERIOD_MS // 2)
-            agent = meter_agent(Outbox(path, limits), broker.url, clock, publisher_settings=settings)
+            agent = meter_agent(Outbox(path, CARD_LIMITS), broker.url, clock, publisher_settings=SETTINGS)
             async with running(agent):
                 await poll_until(agent, clock, range(9, 12))
                 await wait_until(lambda: agent.outbox.count_events() == 0, 10, "the events acknowledged")
@@ -98,3 +102,51 @@ def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_cl
     ]
     storage = [(e.stream, e.active, e.severity) for e in collector.events if e.code == "storage_failed"]
     assert storage == [(memory, True, Severity.CRITICAL), (card, False, Severity.CRITICAL)]
+
+
+def test_an_agent_started_on_a_failed_card_sends_what_waited_on_it_and_goes_on_from_memory(
+    broker: servers.Broker, failing_card: FailingCard
+) -> None:
+    """The card failed while the school was offline (50 readings waiting on it), and the agent restarts on
+    it: it reads the card's backlog and sends it under the card's stream, and polls on from memory."""
+    path = failing_card.path / "outbox.db"
+    earlier = Outbox(path, CARD_LIMITS)
+    hour_ago = NOON_MS - 3_600_000
+    earlier.append(
+        [NewSample("meter", "grid_meter", hour_ago + i * PERIOD_MS, {"power_w": 1.0}) for i in range(50)]
+    )
+    card_stream = earlier.stream
+    earlier.close()
+    failing_card.fail()
+
+    async def scenario() -> str:
+        clock = ManualClock(NOON_MS)
+        async with SiteSimulator(SITE, clock):
+            agent = meter_agent(Outbox(path, CARD_LIMITS), broker.url, clock, publisher_settings=SETTINGS)
+            assert agent.outbox.failure is not None, "the start's write to the card failed"
+            async with running(agent):
+                await poll_until(agent, clock, range(1, 4))
+                await wait_until(
+                    lambda: (
+                        agent.publisher is not None
+                        and agent.publisher.acknowledged_from_card >= 50
+                        and agent.outbox.count() == 0
+                    ),
+                    10,
+                    "the card's backlog and the readings in memory acknowledged",
+                )
+                return agent.outbox.stream
+
+    collector = Collector(broker.url, SITE.id, client_id="failed-card-at-start")
+    try:
+        memory = asyncio.run(scenario())
+        wait_for(lambda: len(collector.seqs()) >= 53, 10, "every reading on the broker")
+    finally:
+        collector.close()
+    received = {
+        stream: [(s.seq, s.ts_ms) for b in collector.batches if b.stream == stream for s in b.samples]
+        for stream in (card_stream, memory)
+    }
+    assert received[card_stream] == [(i + 1, hour_ago + i * PERIOD_MS) for i in range(50)]
+    assert received[memory] == [(poll, NOON_MS + poll * PERIOD_MS) for poll in (1, 2, 3)]
+    assert [(e.stream, e.code, e.active) for e in collector.events] == [(memory, "storage_failed", True)]
