@@ -204,12 +204,7 @@ def _falls_back(method: Callable[Concatenate[Outbox, _P], _R]) -> Callable[Conca
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as error:
-            # A method it called may have moved already, leaving this one's transaction on the closed card.
-            moved_meanwhile = on_card and self.failure is not None
-            if not (moved_meanwhile or (on_card and card_failed(error))):
-                raise
-            if self.failure is None:
-                self._move_to_memory(error)
+            _move_or_raise(self, on_card, error)
             return method(self, *args, **kwargs)
 
     return run
@@ -219,7 +214,7 @@ def _forgets_on_failure(
     method: Callable[Concatenate[Outbox, _P], None],
 ) -> Callable[Concatenate[Outbox, _P], None]:
     """As `_falls_back`, for acknowledgements: rows of the card mean nothing in memory, so they are not
-    acknowledged there (they stay on the card, and are sent again from it once it works)."""
+    acknowledged there (they stay on the card, and are sent again from it)."""
 
     @functools.wraps(method)
     def run(self: Outbox, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
@@ -227,13 +222,20 @@ def _forgets_on_failure(
         try:
             method(self, *args, **kwargs)
         except sqlite3.Error as error:
-            moved_meanwhile = on_card and self.failure is not None
-            if not (moved_meanwhile or (on_card and card_failed(error))):
-                raise
-            if self.failure is None:
-                self._move_to_memory(error)
+            _move_or_raise(self, on_card, error)
 
     return run
+
+
+def _move_or_raise(box: Outbox, on_card: bool, error: sqlite3.Error) -> None:
+    """After ``error`` in a call that began ``on_card``: move the outbox to memory if the card failed, or
+    raise the error. A method the call made may have moved already, leaving the call's transaction on the
+    card: that call is repeated in memory too."""
+    moved_meanwhile = on_card and box.failure is not None
+    if not (moved_meanwhile or (on_card and card_failed(error))):
+        raise error
+    if box.failure is None:
+        box._move_to_memory(error)
 
 
 class Outbox:
