@@ -83,7 +83,11 @@ def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_cl
             agent = meter_agent(Outbox(path, CARD_LIMITS), broker.url, clock, publisher_settings=SETTINGS)
             async with running(agent):
                 await poll_until(agent, clock, range(9, 12))
-                await wait_until(lambda: agent.outbox.count_events() == 0, 10, "the events acknowledged")
+                await wait_until(
+                    lambda: agent.outbox.count() == 0 and agent.outbox.count_events() == 0,
+                    10,
+                    "the samples and events acknowledged",
+                )
                 return first_failure, agent.outbox.failure
 
     collector = Collector(broker.url, SITE.id, client_id="failing-card")
