@@ -151,6 +151,8 @@ class EdgeAgent:
         now_ms = self.clock.now_ms()
         if self.outbox.created:
             self.outbox.append_events([self.health.outbox_created(now_ms)])
+        if self.outbox.set_aside is not None:
+            self.outbox.append_events([self.health.outbox_set_aside(now_ms, self.outbox.set_aside.name)])
         if not self.outbox.ended_cleanly:
             self.health.after_unclean_stop()
         devices = {device.id for device in self.site.devices}

@@ -26,7 +26,7 @@ from common.sun import NIGHT_BELOW_DEG, sun_elevation_deg
 from common.wire import COUNTERS, OUTBOX_CREATED, DeviceKind, Severity
 from edge.modbus.link import DeviceUnreachable
 from edge.modbus.profiles import Profile
-from edge.outbox import DAY_MS, Dropped, NewEvent
+from edge.outbox import DAY_MS, Dropped, NewEvent, StorageFailure
 from edge.poller import PollResult
 
 # Good polls in a row that clear a condition.
@@ -56,6 +56,12 @@ CARD_FAILED_PL = (
     "do chmury na bieżąco, ale bez zapasu na karcie: przepadną przy wyłączeniu komputera albo przy "
     "przerwie w internecie dłuższej niż kilka dni. Zgłoś to pilnie w urzędzie (dział IT): kartę trzeba "
     "wymienić."
+)
+FILE_DAMAGED_PL = (
+    "Plik bufora odczytów na karcie pamięci komputera szkoły jest uszkodzony (najczęściej po zaniku "
+    "zasilania). Odczyty nadal idą do chmury na bieżąco, ale bez zapasu na karcie. Wyłącz i włącz komputer "
+    "szkoły: agent odłoży uszkodzony plik i zacznie nowy. Jeśli to się powtarza, zgłoś to w urzędzie (dział "
+    "IT): karta może być zużyta."
 )
 KIND_PL = {DeviceKind.PV_INVERTER: "falownik", DeviceKind.GRID_METER: "licznik energii"}
 COUNTER_PL = {"energy_wh": "produkcji", "import_wh": "poboru z sieci", "export_wh": "oddawania do sieci"}
@@ -161,6 +167,11 @@ def _asleep(device: Device, why: str, error: str) -> Problem:
         "Jeśli nie odezwie się za dnia, sprawdź jego zasilanie.",
         {"error": error},
     )
+
+
+def _storage_failed(failure: StorageFailure) -> Problem:
+    message = FILE_DAMAGED_PL if failure.file_damaged else CARD_FAILED_PL
+    return Problem(Severity.CRITICAL, message, {"error": str(failure)})
 
 
 def _worse(problem: Problem, raised: Problem | None) -> bool:
@@ -479,7 +490,9 @@ class HealthMonitor:
         )
         return [event] if event else []
 
-    def storage_written(self, ts_ms: int, failure: str | None, clock_trusted: bool = True) -> list[NewEvent]:
+    def storage_written(
+        self, ts_ms: int, failure: StorageFailure | None, clock_trusted: bool = True
+    ) -> list[NewEvent]:
         """The events of one look at whether the card takes the outbox's writes (``failure``: why not).
 
         Not cleared while the clock is not trusted: a Pi restarted on a repaired card starts with the time it
@@ -489,12 +502,26 @@ class HealthMonitor:
             None,
             STORAGE_FAILED,
             ts_ms,
-            None if failure is None else Problem(Severity.CRITICAL, CARD_FAILED_PL, {"error": failure}),
+            None if failure is None else _storage_failed(failure),
             # Also sent after a power cut, when nothing may have failed (`after_unclean_stop`): true anyway.
             cleared_pl=lambda: "Zapis na karcie pamięci komputera szkoły działa.",
             evidence=failure is not None or clock_trusted,
         )
         return [event] if event else []
+
+    def outbox_set_aside(self, ts_ms: int, kept_as: str) -> NewEvent:
+        """A notice that the outbox file was found damaged at the start and a new one begun."""
+        return NewEvent(
+            None,
+            "outbox_damaged",
+            Severity.WARNING,
+            False,
+            ts_ms,
+            "Plik bufora odczytów na karcie był uszkodzony (najczęściej po zaniku zasilania). Agent "
+            f"odłożył go jako {kept_as} i zaczął nowy; odczyty, które w nim czekały, dział IT może "
+            "spróbować odzyskać.",
+            {"kept_as": kept_as},
+        )
 
     def after_unclean_stop(self) -> None:
         """The last run did not record that it stopped: it may have lost its card and raised

@@ -36,6 +36,7 @@ import math
 import secrets
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -191,6 +192,37 @@ def card_failed(error: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF in _CARD_FAILURES
 
 
+class DamagedFile(sqlite3.DatabaseError):
+    """SQLite's check of the file's pages found damage."""
+
+
+def _damaged(error: sqlite3.Error | OSError) -> bool:
+    """Whether the error says the file is damaged (or not SQLite's at all), rather than the card failing."""
+    if isinstance(error, DamagedFile):
+        return True
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+@dataclass(frozen=True)
+class StorageFailure:
+    """Why the outbox left its file for memory."""
+
+    # SQLite's result code ("SQLITE_IOERR_WRITE"), or the class of a system error ("FileNotFoundError").
+    name: str
+    message: str
+    # The file is damaged (a restart sets it aside and begins a new one), rather than the card failing.
+    file_damaged: bool
+
+    @classmethod
+    def of(cls, error: sqlite3.Error | OSError) -> StorageFailure:
+        name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+        return cls(name, str(error), _damaged(error))
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}"
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -250,25 +282,71 @@ class Outbox:
         self.path = path
         self.limits = limits or OutboxLimits()
         self._disk_free = disk_free
-        # Why the card was given up for memory ("SQLITE_IOERR_WRITE: disk I/O error"); None while it works.
-        self.failure: str | None = None
+        # Why the card was given up for memory; None while it works.
+        self.failure: StorageFailure | None = None
         # Once moved to memory: what waited on the card, still to be sent from it.
         self.left_on_card: LeftOnCard | None = None
+        # Where a damaged file found at the start was moved, a new one taking its place.
+        self.set_aside: Path | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = self._open(str(path))
-            stream = self._meta("stream")
-            # A new file: no stream yet, and nothing known of the conditions raised before it.
-            self.created = stream is None
-            self.stream = stream or self._new_stream()
-            self.ended_cleanly = self._meta("run") != "running"
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('run', 'running')")
+            self._open_file()
         except (sqlite3.Error, OSError) as error:
-            if isinstance(error, sqlite3.Error) and not card_failed(error):
-                raise
-            self.created, self.ended_cleanly = False, True
-            self._move_to_memory(error)
+            self._recover(error)
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+
+    def _open_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open(str(self.path))
+        stream = self._meta("stream")
+        # A new file: no stream yet, and nothing known of the conditions raised before it.
+        self.created = stream is None
+        self.ended_cleanly = self._meta("run") != "running"
+        # After a power cut or a crash (when files get damaged) the pages are checked, a few seconds for a
+        # full outbox on a Pi; a damage found later moves the outbox to memory, and is found here next time.
+        if not self.ended_cleanly:
+            verdict = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if verdict != "ok":
+                raise DamagedFile(f"the outbox's pages are damaged: {verdict}")
+        self.stream = stream or self._new_stream()
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('run', 'running')")
+
+    def _recover(self, error: sqlite3.Error | OSError) -> None:
+        """After the file failed to open: a damaged file is set aside for a new one (once), and a card that
+        fails leaves the outbox in memory; any other error is raised."""
+        if isinstance(error, sqlite3.Error) and not (card_failed(error) or _damaged(error)):
+            raise error
+        if _damaged(error) and self.set_aside is None and self._set_aside_damaged():
+            try:
+                self._open_file()
+                return
+            except (sqlite3.Error, OSError) as again:
+                self._recover(again)
+                return
+        self.created, self.ended_cleanly = False, True
+        self._move_to_memory(error)
+
+    def _set_aside_damaged(self) -> bool:
+        """Move the damaged file (and its journal) aside, named by the time; False if the card refuses."""
+        card = getattr(self, "_db", None)
+        if card is not None:
+            with contextlib.suppress(sqlite3.Error):
+                card.close()
+            del self._db
+        aside = self.path.with_name(
+            f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        )
+        try:
+            for suffix in ("-wal", "-shm"):
+                journal = self.path.with_name(self.path.name + suffix)
+                if journal.exists():
+                    journal.rename(aside.with_name(aside.name + suffix))
+            self.path.rename(aside)
+        except OSError as error:
+            log.error("the damaged outbox %s cannot be set aside: %s", self.path, error)
+            return False
+        log.error("the outbox %s was damaged; it is kept as %s, and a new one begins", self.path, aside)
+        self.set_aside = aside
+        return True
 
     @staticmethod
     def _open(where: str) -> sqlite3.Connection:
@@ -280,10 +358,9 @@ class Outbox:
 
     def _move_to_memory(self, error: sqlite3.Error | OSError) -> None:
         """Go on in a new database in memory, with a new stream, bounded by `MEMORY_MAX_BYTES`."""
-        name = getattr(error, "sqlite_errorname", None) or type(error).__name__
-        self.failure = f"{name}: {error}"
+        self.failure = StorageFailure.of(error)
         log.error(
-            "the outbox %s cannot be written (%s); samples and events are kept in memory from now on",
+            "the outbox %s cannot be used (%s); samples and events are kept in memory from now on",
             self.path,
             self.failure,
         )

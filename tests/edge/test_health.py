@@ -11,10 +11,11 @@ from common.wire import DeviceKind, HealthEvent, Severity
 from edge.health import HealthMonitor
 from edge.modbus.link import DeviceUnreachable
 from edge.modbus.profiles import Function, Profile, load_profile
-from edge.outbox import Dropped, NewEvent
+from edge.outbox import Dropped, NewEvent, StorageFailure
 from edge.poller import PollResult, Refusal
 from tests.conftest import PROFILES_DIR
 
+CARD_FAILED = StorageFailure("SQLITE_IOERR_WRITE", "disk I/O error", file_damaged=False)
 INVERTER = Device(
     id="inverter",
     kind=DeviceKind.PV_INVERTER,
@@ -248,12 +249,12 @@ def test_an_outbox_full_for_want_of_room_on_the_card_says_so() -> None:
 def test_a_card_that_fails_is_critical_at_once_and_clears_after_a_restart_once_the_clock_is_trusted() -> None:
     failing = HealthMonitor()
     assert failing.storage_written(0, None) == []
-    raised = failing.storage_written(1, "SQLITE_IOERR_WRITE: disk I/O error")
+    raised = failing.storage_written(1, CARD_FAILED)
     assert codes(raised) == [("storage_failed", True)] and raised[0].severity is Severity.CRITICAL
     assert "wymienić" in raised[0].message_pl and raised[0].details == {
         "error": "SQLITE_IOERR_WRITE: disk I/O error"
     }
-    assert failing.storage_written(2, "SQLITE_IOERR_WRITE: disk I/O error") == [], "raised once"
+    assert failing.storage_written(2, CARD_FAILED) == [], "raised once"
 
     # The next run, after the card was repaired, does not know what the last one raised from memory.
     restarted = HealthMonitor()
@@ -264,6 +265,15 @@ def test_a_card_that_fails_is_critical_at_once_and_clears_after_a_restart_once_t
     assert restarted.storage_written(6, None) == []
     cleared = restarted.storage_written(7, None)
     assert codes(cleared) == [("storage_failed", False)] and cleared[0].ts_ms == 7
+
+
+def test_a_damaged_outbox_file_tells_the_caretaker_to_restart_and_its_setting_aside_is_a_notice() -> None:
+    damaged = StorageFailure("SQLITE_CORRUPT", "database disk image is malformed", file_damaged=True)
+    (raised,) = HealthMonitor().storage_written(0, damaged)
+    assert raised.severity is Severity.CRITICAL and "Wyłącz i włącz komputer" in raised.message_pl
+    notice = HealthMonitor().outbox_set_aside(0, "outbox.db.damaged-20261208T010000Z")
+    assert (notice.code, notice.active, notice.severity) == ("outbox_damaged", False, Severity.WARNING)
+    assert "outbox.db.damaged-20261208T010000Z" in notice.message_pl
 
 
 def test_a_restarted_agent_clears_what_an_earlier_run_raised_once_it_is_over(
@@ -318,7 +328,7 @@ def test_every_event_fits_the_wire_contract(inverter_profile: Profile) -> None:
     events += monitor.device_polled(METER, load_profile(PROFILES_DIR, "eastron-sdm630"), 0, good())
     events += monitor.clock_checked(0, -45_000) + monitor.outbox_checked(0, Dropped(3, 0, 5, 3), 1.0)
     events += [*monitor.certificate_checked(0, 86_400_000), monitor.outbox_created(0)]
-    events += monitor.storage_written(0, "SQLITE_IOERR_WRITE: disk I/O error")
+    events += [*monitor.storage_written(0, CARD_FAILED), monitor.outbox_set_aside(0, "outbox.db.damaged-x")]
     assert events
     for seq, event in enumerate(events, start=1):
         HealthEvent(

@@ -10,7 +10,7 @@ from pathlib import Path
 from common.clock import ManualClock
 from common.wire import Severity
 from edge.agent import EdgeAgent
-from edge.outbox import NewSample, Outbox, OutboxLimits
+from edge.outbox import NewSample, Outbox, OutboxLimits, StorageFailure
 from edge.publisher import PublisherSettings
 from simulators.server import SiteSimulator
 from tests import servers
@@ -66,7 +66,7 @@ def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_cl
     after the card is repaired clears it."""
     path = failing_card.path / "outbox.db"
 
-    async def scenario() -> tuple[str | None, str | None]:
+    async def scenario() -> tuple[StorageFailure | None, StorageFailure | None]:
         clock = ManualClock(NOON_MS)
         async with SiteSimulator(SITE, clock):
             agent = meter_agent(Outbox(path, CARD_LIMITS), broker.url, clock, publisher_settings=SETTINGS)
@@ -96,7 +96,9 @@ def test_an_agent_whose_card_fails_keeps_sending_from_memory_and_the_next_run_cl
         wait_for(lambda: len(collector.seqs()) >= 11, 10, "every reading on the broker")
     finally:
         collector.close()
-    assert first_failure is not None and "SQLITE_IOERR" in first_failure and second_failure is None
+    assert (
+        first_failure is not None and first_failure.name.startswith("SQLITE_IOERR") and second_failure is None
+    )
     streams = [batch.stream for batch in collector.batches]
     card = streams[0]
     memory = next(stream for stream in streams if stream != card)
@@ -154,3 +156,15 @@ def test_an_agent_started_on_a_failed_card_sends_what_waited_on_it_and_goes_on_f
     assert received[card_stream] == [(i + 1, hour_ago + i * PERIOD_MS) for i in range(50)]
     assert received[memory] == [(poll, NOON_MS + poll * PERIOD_MS) for poll in (1, 2, 3)]
     assert [(e.stream, e.code, e.active) for e in collector.events] == [(memory, "storage_failed", True)]
+
+
+def test_an_agent_on_a_damaged_outbox_file_begins_a_new_one_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    path.write_bytes(b"not SQLite at all" * 100)
+    box = Outbox(path)
+    meter_agent(box, "mqtt://127.0.0.1:1", ManualClock(NOON_MS))
+    events = [(e.code, e.active, e.severity) for e in box.pending_events()]
+    # The cloud clears what the school raised before (the new file knows nothing of it); the notice says why.
+    assert events == [("outbox_created", False, Severity.INFO), ("outbox_damaged", False, Severity.WARNING)]
+    assert box.set_aside is not None and box.set_aside.read_bytes() == b"not SQLite at all" * 100
+    box.close()
