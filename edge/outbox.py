@@ -21,9 +21,9 @@ error") must not stop the school's readings: at the first failure the outbox mov
 with a new stream, and carries on there (`failure` says why; the agent raises ``storage_failed``). Whatever
 waited on the card stays there and is still read from it (`LeftOnCard`), to be sent under the card's stream;
 the readings taken from then on live in memory, within `MEMORY_MAX_BYTES`, and a restart loses those not
-yet sent. An outbox that cannot even be
-opened for writing starts in memory. Whether the last run stopped cleanly is kept in the file
-(`ended_cleanly`): a run that lost its card could not record it.
+yet sent. An outbox that cannot even be opened for writing starts in memory. A damaged file (a power cut on
+a card that skipped a flush) is set aside at the start and a new one begun (`set_aside`); whether the last
+run stopped cleanly is kept in the file (`ended_cleanly`), and after an unclean stop the pages are checked.
 """
 
 from __future__ import annotations
