@@ -2,17 +2,26 @@
 (simulated) 10 s and replaying a one-day backlog to a real Mosquitto at the same time.
 
 The agent, the simulators and the broker are separate processes, as on the Pi (which also runs the kiosk's
-browser, hence the goal of staying under 80 MB). The peak is the kernel's high-water mark of the agent's
-resident set (``VmHWM`` in ``/proc/<pid>/status``), read just before it is stopped.
+browser, hence the goal of staying under 80 MB); ``mosquitto_sub`` takes what the agent sends, as the ingest
+would (with no subscriber the broker answers "no matching subscribers" and the agent keeps its rows). The
+peak is the kernel's high-water mark of the agent's resident set (``VmHWM`` in ``/proc/<pid>/status``), read
+just before it is stopped.
+
+With a failed card the outbox lives in memory, up to `edge.outbox.MEMORY_MAX_BYTES`: filling it takes days of
+polls, so what a full one adds to a process is measured apart, in a child process that fills an outbox moved
+to memory to its bound with the same samples, and added to the peak.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -42,8 +51,8 @@ def status_mb(pid: int, field: str) -> float:
 def backlog(path: Path) -> None:
     """A day of samples from an outage, with the quantities and digits of real ones."""
     box = Outbox(path)
-    inverter = {f"q{i}_w": 1234.5 + 17.25 * i for i in range(13)}
-    meter = {f"q{i}_v": 229.3438720703125 + i for i in range(13)}
+    inverter: dict[str, float | None] = {f"q{i}_w": 1234.5 + 17.25 * i for i in range(13)}
+    meter: dict[str, float | None] = {f"q{i}_v": 229.3438720703125 + i for i in range(13)}
     day_ago = START_MS - 86_400_000
     devices = [("inverter", "pv_inverter", inverter), ("meter", "grid_meter", meter)]
     polls = DAY_SAMPLES // len(devices)
@@ -55,6 +64,55 @@ def backlog(path: Path) -> None:
         ]
     )
     box.close()
+
+
+# Run in a child process: its resident memory before and after filling an outbox moved to memory.
+FILL_IN_MEMORY = """
+import re, sys
+from pathlib import Path
+from edge.outbox import NewSample, Outbox
+
+def rss_mb():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+box = Outbox(Path("/proc/no-such-directory/outbox.db"))  # cannot be made: the outbox starts in memory
+assert box.failure is not None
+before = rss_mb()
+values = {f"q{i}_w": 1234.5 + 17.25 * i for i in range(13)}
+for poll in range(200_000):
+    box.append([NewSample(d, "grid_meter", poll * 10_000, values) for d in ("inverter", "meter")])
+    if poll % 500 == 0:
+        box.enforce_limits(poll * 10_000)
+box.enforce_limits(200_000 * 10_000)
+print(rss_mb() - before, box.count(), box.used_bytes())
+"""
+
+
+def memory_outbox_full() -> tuple[float, int, int]:
+    """(MB a full outbox in memory adds to a process, samples it holds, bytes of its pages)."""
+    out = subprocess.run(
+        [sys.executable, "-c", FILL_IN_MEMORY], capture_output=True, text=True, check=True, timeout=600
+    ).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2])
+
+
+@contextmanager
+def subscriber(port: int, work: Path) -> Iterator[None]:
+    """``mosquitto_sub`` on every topic of the schools, its output into a file, while the block runs."""
+    with (work / "mosquitto_sub.txt").open("wb") as sink:
+        receiver = subprocess.Popen(
+            [
+                servers.require("mosquitto_sub"),
+                "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1", "-t", "lokalnie/v1/#",
+            ],
+            stdout=sink,
+        )  # fmt: skip
+        try:
+            time.sleep(0.5)
+            yield
+        finally:
+            receiver.kill()
+            receiver.wait(10)
 
 
 def measure(entry: list[str]) -> tuple[float, list[float], int]:
@@ -74,7 +132,7 @@ def measure(entry: list[str]) -> tuple[float, list[float], int]:
         try:
             for device in site.devices:
                 servers.wait_for_port(device.transport.port, process=simulator)  # type: ignore[union-attr]
-            with servers.mosquitto(work / "broker") as broker:
+            with servers.mosquitto(work / "broker") as broker, subscriber(broker.port, work):
                 outbox = str(work / "outbox.db")
                 command = ["run", "--site", str(site_file), "--mqtt", broker.url, "--outbox", outbox]
                 pace = ["--backfill-rate", "1000", "--backfill-delay-max", "0"]
@@ -99,6 +157,7 @@ def main() -> None:
     peak, samples, left = measure([sys.executable, "-m", "edge"])
     # The umbrella command loads every role installed beside the agent: all of them in this development venv.
     umbrella_peak, _, _ = measure([sys.executable, "-m", "lokalnie", "edge"])
+    in_memory_mb, in_memory_samples, in_memory_bytes = memory_outbox_full()
     report(
         "edge_peak_memory",
         "agent peak resident memory (python -m edge run, polling and replaying a day's backlog)",
@@ -112,6 +171,13 @@ def main() -> None:
             "backlog_samples": DAY_SAMPLES,
             "backlog_left_at_the_end": left,
             "peak_mb_as_lokalnie_edge_run_with_every_role_installed": umbrella_peak,
+            "card_failed": {
+                "what": "an outbox moved to memory, filled to its bound (edge.outbox.MEMORY_MAX_BYTES)",
+                "adds_mb": round(in_memory_mb, 1),
+                "samples_held": in_memory_samples,
+                "page_bytes": in_memory_bytes,
+                "peak_mb_with_it_full": round(peak + in_memory_mb, 1),
+            },
         },
     )
 

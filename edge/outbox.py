@@ -146,9 +146,9 @@ class OutboxLimits:
 
 # However full the card, the outbox keeps room for this much (a few hours of a school's samples) [bytes].
 MIN_BYTE_BOUND = 1024 * 1024
-# The most an outbox moved to memory holds: about four and a half days of a school with two devices polled
-# every 10 s (a sample takes about 210 bytes); full, it adds about 19 MB to the agent's 49 MB, within the
-# 80 MB it may take beside the kiosk's browser (bench/bench_edge_memory.py) [bytes].
+# The most an outbox moved to memory holds: about three and a half days of a school with two devices polled
+# every 10 s (a sample of 13 quantities takes about 260 bytes); full, it adds 19 MB to the agent's 50 MB,
+# within the 80 MB it may take beside the kiosk's browser (bench/bench_edge_memory.py) [bytes].
 MEMORY_MAX_BYTES = 16 * 1024 * 1024
 
 
