@@ -92,7 +92,7 @@ def main() -> None:
         try:
             for device in site.devices:
                 servers.wait_for_port(device.transport.port, process=simulator)  # type: ignore[union-attr]
-            with servers.mosquitto(work / "broker") as broker:
+            with servers.mosquitto(work / "broker") as broker, servers.subscriber(broker):
                 ours = asyncio.run(run(site, broker.url, work / "ours.db", per_field=False))
                 naive = asyncio.run(run(site, broker.url, work / "naive.db", per_field=True))
         finally:

@@ -20,8 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -96,25 +94,6 @@ def memory_outbox_full() -> tuple[float, int, int]:
     return float(out[0]), int(out[1]), int(out[2])
 
 
-@contextmanager
-def subscriber(port: int, work: Path) -> Iterator[None]:
-    """``mosquitto_sub`` on every topic of the schools, its output into a file, while the block runs."""
-    with (work / "mosquitto_sub.txt").open("wb") as sink:
-        receiver = subprocess.Popen(
-            [
-                servers.require("mosquitto_sub"),
-                "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1", "-t", "lokalnie/v1/#",
-            ],
-            stdout=sink,
-        )  # fmt: skip
-        try:
-            time.sleep(0.5)
-            yield
-        finally:
-            receiver.kill()
-            receiver.wait(10)
-
-
 def measure(entry: list[str]) -> tuple[float, list[float], int]:
     """(peak MB, resident MB samples, backlog left) of one run of the agent started as ``entry``."""
     with tempfile.TemporaryDirectory() as temp:
@@ -132,7 +111,7 @@ def measure(entry: list[str]) -> tuple[float, list[float], int]:
         try:
             for device in site.devices:
                 servers.wait_for_port(device.transport.port, process=simulator)  # type: ignore[union-attr]
-            with servers.mosquitto(work / "broker") as broker, subscriber(broker.port, work):
+            with servers.mosquitto(work / "broker") as broker, servers.subscriber(broker):
                 outbox = str(work / "outbox.db")
                 command = ["run", "--site", str(site_file), "--mqtt", broker.url, "--outbox", outbox]
                 pace = ["--backfill-rate", "1000", "--backfill-delay-max", "0"]

@@ -139,6 +139,38 @@ def mosquitto(directory: Path, config: str | None = None, port: int | None = Non
         stop_process(process)
 
 
+@contextlib.contextmanager
+def subscriber(broker: Broker, topic: str = "lokalnie/v1/#") -> Iterator[Path]:
+    """``mosquitto_sub`` taking every message on ``topic`` at QoS 1, as the ingest would, into a file in the
+    broker's directory (yielded): with no subscriber, the broker answers "no matching subscribers" and the
+    agents keep their rows."""
+    out = broker.directory / "mosquitto_sub.out"
+    process = start(
+        [
+            require("mosquitto_sub"),
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            topic,
+        ],
+        out,
+    )
+    try:
+        # mosquitto_sub says nothing once subscribed: a moment without it ending is taken as subscribed.
+        time.sleep(0.5)
+        if process.poll() is not None:
+            raise RuntimeError(f"mosquitto_sub ended: {out.read_text()[-2000:]}")
+        yield out
+    finally:
+        stop_process(process)
+
+
 @dataclass(frozen=True)
 class Postgres:
     port: int
