@@ -1,6 +1,6 @@
 """Publishing the outbox to MQTT: QoS 1 messages, deleted from the outbox only when the broker acknowledges.
 
-Three lanes share the connection, in this order of priority:
+Three lanes share the connection, in this order of priority (a fourth while the card has failed):
 
 1. **events**: health events, one per message on the events topic, as soon as they are committed;
 2. **live**: samples taken since the connection came up (or within `PublisherSettings.live_window_ms` before
