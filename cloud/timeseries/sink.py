@@ -8,8 +8,13 @@ database is down or answers 5xx/429, the rows stay and the sender retries with a
 30 s); a request the database refuses as malformed (400, 413, 422) is logged and dropped, since sending it
 again cannot succeed.
 
-What a crash of the sender can do: a request the database accepted but whose rows were not deleted yet is
-sent again (after the lease ends, or at once by the same client id's next process). InfluxDB stores such a
+When the relational store fails between the database's answer and the deletion (its outage beginning in
+that moment), the sender keeps the written lease and deletes its rows before it takes anything else, retrying
+every `RETRY_MIN_S` meanwhile: no other sender can take them while the lease holds (a minute at least), so an
+outage shorter than that writes nothing twice. What a crash of the sender can do: a request the database
+accepted but whose rows were not deleted yet is sent again (after the lease ends, or at once by the same
+client id's next process); so can a store outage longer than the lease, if another sender takes the rows
+before this one deletes them. InfluxDB stores such a
 repeated point once (same measurement, tags, field and time: it overwrites); VictoriaMetrics stores it
 twice unless run with ``-dedup.minScrapeInterval``. A crash of an ingest worker cannot: its lines are
 spooled in its transactions, and a message delivered again spools nothing.
@@ -152,6 +157,8 @@ class TimeseriesSink:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._writer: Writer | None = None
+        # Written to the database, not yet deleted from the outbox (the store failed in between).
+        self._written: outbox.Lease | None = None
         self.lines_sent = 0
 
     def start(self) -> None:
@@ -172,12 +179,24 @@ class TimeseriesSink:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 logger.warning("the time-series sink did not stop within %.0f s", timeout_s)
+        if self._written is not None and not (self._thread is not None and self._thread.is_alive()):
+            try:
+                self._confirm(self._written)
+            except SQLAlchemyError as error:
+                logger.warning(
+                    "%d lines written but not deleted from the outbox (%s): they will be written again",
+                    self._written.lines,
+                    _describe(error),
+                )
         if self._writer is not None:
             self._writer.close()
 
     def send_once(self) -> int:
         """Send one batch from the outbox if there is one; the lines sent (0: nothing waited). Raises what
-        the database or the outbox raised, after giving the rows back."""
+        the database or the outbox raised, after giving the rows back. Rows written before and not deleted
+        yet are deleted first."""
+        if self._written is not None:
+            return self._confirm(self._written)
         writer = self._writer or Writer(self._config)
         self._writer = writer
         lease = outbox.claim(
@@ -201,7 +220,13 @@ class TimeseriesSink:
                     "could not give the outbox rows back (%s); their lease runs out", _describe(error)
                 )
             raise
+        self._written = lease
+        return self._confirm(lease)
+
+    def _confirm(self, lease: outbox.Lease) -> int:
+        """Delete the rows of a lease the database accepted; raises while the store is unavailable."""
         outbox.sent(self._engine, lease, self._worker_id)
+        self._written = None
         self.lines_sent += lease.lines
         return lease.lines
 
@@ -230,7 +255,9 @@ class TimeseriesSink:
                 )
                 if self._stopping.wait(delay_s):
                     return
-                delay_s = min(delay_s * 2, RETRY_MAX_S)
+                # Written rows wait to be deleted: soon, before their lease ends and another sender takes
+                # them.
+                delay_s = RETRY_MIN_S if self._written is not None else min(delay_s * 2, RETRY_MAX_S)
                 continue
             delay_s = RETRY_MIN_S
             if not sent:

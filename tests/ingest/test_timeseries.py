@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from cloud.ingest import stats
 from cloud.ingest.store import Message
@@ -188,3 +189,30 @@ def test_rows_a_dead_sender_held_wait_for_its_lease_or_its_successor(
     assert outbox.release_own(ingest_db.engine, "dead") == 1
     assert drain(successor) == lease.lines
     check_exactly_once(vm, ingest_db.school_ids, polls=4)
+
+
+def test_a_store_outage_between_the_write_and_the_deletion_writes_nothing_twice(
+    ingest_db: IngestDb, vm: VictoriaMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relational store goes away just after the database accepted a batch, before its rows are deleted
+    (what the PostgreSQL outage test hit once in CI): the sender deletes them first when the store returns,
+    instead of leaving them leased and sending them again when the lease ends."""
+    store = ingest_db.store(timeseries=True, timeseries_batch_lines=4)
+    store.store(fleet_messages(ingest_db.school_ids, polls=6))
+    real_sent = outbox.sent
+    outage = [True]
+
+    def store_gone_once(*args: object, **kwargs: object) -> int:
+        if outage.pop() if outage else False:
+            raise OperationalError(
+                "DELETE FROM timeseries_outbox", {}, Exception("server closed the connection")
+            )
+        return real_sent(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "sent", store_gone_once)
+    sink = TimeseriesSink(ingest_db.engine, SinkConfig(vm.url, batch_lines=4), "w1")
+    with pytest.raises(OperationalError):
+        sink.send_once()
+    drain(sink)
+    assert ingest_db.scalar("SELECT COUNT(*) FROM timeseries_outbox") == 0, "no row left leased to go again"
+    check_exactly_once(vm, ingest_db.school_ids, polls=6)
