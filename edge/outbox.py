@@ -186,10 +186,16 @@ _CARD_FAILURES = frozenset(
 )
 
 
-def card_failed(error: sqlite3.Error) -> bool:
+def _card_failed(error: sqlite3.Error) -> bool:
     """Whether SQLite's error says the storage fails (its primary result code, `_CARD_FAILURES`)."""
     code = getattr(error, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _CARD_FAILURES
+
+
+def _close_quietly(db: sqlite3.Connection) -> None:
+    """Close a connection to a card that may be failing: what closing it says changes nothing."""
+    with contextlib.suppress(sqlite3.Error):
+        db.close()
 
 
 class DamagedFile(sqlite3.DatabaseError):
@@ -264,7 +270,7 @@ def _move_or_raise(box: Outbox, on_card: bool, error: sqlite3.Error) -> None:
     raise the error. A method the call made may have moved already, leaving the call's transaction on the
     card: that call is repeated in memory too."""
     moved_meanwhile = on_card and box.failure is not None
-    if not (moved_meanwhile or (on_card and card_failed(error))):
+    if not (moved_meanwhile or (on_card and _card_failed(error))):
         raise error
     if box.failure is None:
         box._move_to_memory(error)
@@ -313,7 +319,7 @@ class Outbox:
     def _recover(self, error: sqlite3.Error | OSError) -> None:
         """After the file failed to open: a damaged file is set aside for a new one (once), and a card that
         fails leaves the outbox in memory; any other error is raised."""
-        if isinstance(error, sqlite3.Error) and not (card_failed(error) or _damaged(error)):
+        if isinstance(error, sqlite3.Error) and not (_card_failed(error) or _damaged(error)):
             raise error
         if _damaged(error) and self.set_aside is None and self._set_aside_damaged():
             try:
@@ -329,8 +335,7 @@ class Outbox:
         """Move the damaged file (and its journal) aside, named by the time; False if the card refuses."""
         card = getattr(self, "_db", None)
         if card is not None:
-            with contextlib.suppress(sqlite3.Error):
-                card.close()
+            _close_quietly(card)
             del self._db
         aside = self.path.with_name(
             f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
@@ -380,8 +385,7 @@ class Outbox:
                     card.execute("ROLLBACK")
             return LeftOnCard(card, stream)
         if card is not None:
-            with contextlib.suppress(sqlite3.Error):
-                card.close()
+            _close_quietly(card)
         try:
             card = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
         except sqlite3.Error:
@@ -743,8 +747,7 @@ class LeftOnCard:
 
     def close(self) -> None:
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
+            _close_quietly(self._db)
             self._db = None
 
 
